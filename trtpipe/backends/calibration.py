@@ -302,7 +302,7 @@ def _check_data(onnx_path: Path, inputs: list[tuple[str, Any, list[int | None]]]
     for name, dtype, dims in inputs:
         arr = np.asarray(data[name])
         if arr.ndim != len(dims) or any(d is not None and d != s
-                                        for d, s in zip(dims[1:], arr.shape[1:])):
+                                        for d, s in zip(dims[1:], arr.shape[1:], strict=False)):
             shown = ["N" if d is None else d for d in dims]
             raise InvalidArtifact(f"{onnx_path}: calibration input {name!r}: expected shape "
                                   f"{shown} (samples first), found {list(arr.shape)}",
