@@ -1,0 +1,1 @@
+"""Model builders referenced from pipeline files as ``configs/models/<file>.py:<function>``."""
