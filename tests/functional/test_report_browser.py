@@ -35,6 +35,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     run = make_run()
     run["benchmarks"][0]["png"] = sweep_png_bytes(run["benchmarks"][0]["series"], title="bench",
                                                   width_px=600, height_px=250, dpi=100)
+    assert CHROMIUM is not None
     page = tmp_path / "report.html"
     atomic_write_bytes(page, render_report(run).encode("utf-8"))
     profile = tmp_path / "profile"

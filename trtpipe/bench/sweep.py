@@ -47,7 +47,8 @@ def sweep(make_runner: Callable[[int], Callable[[], object]], batches: list[int]
                                    "(trtpipe run -v shows the framework log)") from exc
         point = summarize(latencies, batch)
         point["rss_bytes"] = current_rss_bytes()
-        point["peak_rss_bytes"] = peak_rss_bytes()
+        # Read after rss_bytes, and never below it, so peak >= rss holds for every point.
+        point["peak_rss_bytes"] = max(peak_rss_bytes(), point["rss_bytes"])
         points.append(point)
     return points
 
