@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
     import tensorrt as trt
 
-_TRT_DISTS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-libs",
+TRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-libs",
               "tensorrt-cu12-bindings", "tensorrt-cu13-bindings")
 _STUB_HINT = ("only the tensorrt-stubs type stubs are installed; install TensorRT itself "
               "(NVIDIA's wheels for your CUDA version, or JetPack) on a machine with an NVIDIA "
@@ -112,7 +112,7 @@ def environment() -> dict[str, Any]:
     Versions come from package metadata first so that computing a cache key does not import
     TensorRT; TensorRT is imported only when no distribution records its version (JetPack).
     """
-    version = _dist_version(_TRT_DISTS)
+    version = _dist_version(TRT_DISTRIBUTIONS)
     if version is None:
         ok, info = available()
         version = info if ok else None
