@@ -135,6 +135,11 @@ def calibrate(onnx_path: Path, data: dict[str, np.ndarray], *, algorithm: str,
                                   hint="the model produces inf/NaN on the calibration data",
                                   path=str(onnx_path), node=name)
         tensors[name] = {"min": lo, "max": hi, "scale": int8_scale(lo, hi)}
+    zero = [n for n, t in tensors.items() if t["scale"] == 0.0]
+    if zero:
+        # Constant-zero tensors get scale 0, which TensorRT builds reject; usually bad data.
+        log.warning("%s: %d of %d tensors were all-zero during calibration (scale 0), e.g. %s",
+                    onnx_path, len(zero), len(tensors), zero[:3])
     return {"format": TABLE_FORMAT, "algorithm": algorithm, "params": params,
             "tensors": tensors, "samples": used}
 
