@@ -66,10 +66,10 @@ def _shape_mask(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
         pts = rng.integers(-int(extent), int(extent) + 1, size=(3, 2)).astype(np.float64)
         pts += (cx, cy)
         signs = []
-        for (x0, y0), (x1, y1) in zip(pts, np.roll(pts, -1, axis=0)):
+        for (x0, y0), (x1, y1) in zip(pts, np.roll(pts, -1, axis=0), strict=True):
             signs.append((x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0))
         s = np.stack(signs)
-        return (s >= 0).all(axis=0) | (s <= 0).all(axis=0)
+        return np.asarray((s >= 0).all(axis=0) | (s <= 0).all(axis=0))
     # stripes inside a square patch
     period = int(rng.integers(4, 24))
     horizontal = bool(rng.integers(0, 2))

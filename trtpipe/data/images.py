@@ -215,7 +215,8 @@ def _pillow(path: Path) -> ModuleType:
     except ImportError as exc:
         raise BackendUnavailable(
             f"{path}: decoding PNG/JPEG needs Pillow, which is not installed ({exc})",
-            hint="pip install 'trtpipe[images]' (or convert the images to PPM, which needs nothing)",
+            hint="pip install 'trtpipe[images]' (or just Pillow); or convert the images to PPM, "
+                 "which needs nothing beyond numpy",
         ) from exc
 
 

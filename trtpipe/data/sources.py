@@ -143,7 +143,7 @@ def check_inputs(arrays: Mapping[str, np.ndarray], inputs: Sequence[Mapping[str,
             raise ConfigError(f"{what} expects rank {len(shape)} (shape {_fmt(shape)}), "
                               f"got shape {tuple(arr.shape)}",
                               hint="axis 0 is the sample axis; reshape the data to the model input")
-        for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+        for axis, (want, got) in enumerate(zip(shape, arr.shape, strict=True)):
             if axis and want is not None and want != got:
                 raise ConfigError(f"{what} expects shape {_fmt(shape)}, got {tuple(arr.shape)} "
                                   f"(axis {axis}: expected {want}, found {got})",
@@ -200,6 +200,14 @@ def _fmt(shape: Sequence[int | None]) -> str:
     return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
+def _first_mismatch(want: Sequence[int | None], got: Sequence[int]) -> int | None:
+    """Index of the first static dim of ``want`` that ``got`` does not match (rank counts too)."""
+    if len(want) != len(got):
+        return min(len(want), len(got))
+    return next((i for i, (w, g) in enumerate(zip(want, got, strict=True))
+                 if w is not None and w != g), None)
+
+
 def _shape_hint(shape: Sequence[int | None], axis: int) -> str:
     if len(shape) == 4 and axis in (1, 2, 3):
         nhwc = shape[3] in (1, 3, 4)
@@ -217,7 +225,9 @@ def _cast(arr: np.ndarray, dtype_name: str, what: str) -> np.ndarray:
         raise ConfigError(f"{what}: signature dtype {dtype_name!r} is not a numpy dtype") from None
     if arr.dtype == target:
         result = arr
-    elif np.can_cast(arr.dtype, target, "same_kind"):
+    elif np.can_cast(arr.dtype, target, "same_kind") or (arr.dtype.kind in "iu"
+                                                          and target.kind in "iu"):
+        # Integer to integer (signed or not) is fine as long as every value fits.
         if target.kind in "iu" and arr.size:
             info = np.iinfo(target)
             if arr.min() < info.min or arr.max() > info.max:
@@ -349,12 +359,11 @@ def _load_images(files: list[Path], data_spec: Mapping[str, Any],
         if len(shape) == 3:
             sample = sample[0] if layout == "NCHW" else sample[:, :, 0]
         want = tuple(shape[1:])
-        if any(w is not None and w != g for w, g in zip(want, sample.shape)):
+        bad_axis = _first_mismatch(want, sample.shape)
+        if bad_axis is not None:
             raise ConfigError(f"{shown}: input '{name}' expects per-sample shape {_fmt(want)}, "
                               f"the preprocessed image has {tuple(sample.shape)}",
-                              hint=_shape_hint(shape, next(
-                                  i + 1 for i, (w, g) in enumerate(zip(want, sample.shape))
-                                  if w is not None and w != g)))
+                              hint=_shape_hint(shape, bad_axis + 1))
         if samples and sample.shape != samples[0].shape:
             raise ConfigError(f"{shown}: preprocessed shape {sample.shape} differs from "
                               f"{_show(files[0], base_dir)}'s {samples[0].shape}",

@@ -20,6 +20,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def build_model():  # -> keras.Model (keras imported lazily)
     return keras.Model(inputs, outputs, name="digits")
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+def _save_npz(path: Path, **arrays: Any) -> None:
     sys.path.insert(0, str(HERE.parents[2]))
     from trtpipe.fsutil import atomic_write_bytes
 
