@@ -161,7 +161,7 @@ def _load_keras(path: Path) -> Any:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:
         text = str(exc)
-        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+        if "safe_mode" in text:  # Keras refuses Python lambdas unless safe_mode=False
             raise InvalidArtifact(
                 f"{path}: refused to load: the model contains a Python lambda, which could run "
                 "arbitrary code when deserialized",
@@ -222,29 +222,19 @@ def _freeze_saved_model(path: Path, out_pb: Path) -> Signature:
                               path=str(path))
     key = "serving_default" if "serving_default" in signatures else sorted(signatures)[0]
     concrete = signatures[key]
-    input_specs = concrete.structured_input_signature[1]
-    input_names = sorted(input_specs)
+    # Signature functions take keyword arguments and return a dict; their flat inputs/outputs
+    # follow the sorted keys (tf.nest order), which is how the tensors are matched to names here.
+    input_names = sorted(concrete.structured_input_signature[1])
     output_names = sorted(concrete.structured_outputs)
     for name in input_names + output_names:
         _check_node_name(name, str(path))
-    # Map each flat placeholder/output tensor of the function to its signature key.
     placeholders = [t for t in concrete.inputs if t.dtype != tf.resource]
-    arg_order = [s.name or k for k, s in sorted(input_specs.items())]
-    _ = arg_order  # signature functions take keyword args in the order of their flat inputs
-    outputs = [concrete.structured_outputs[n] for n in output_names]
+    if len(placeholders) != len(input_names) or len(concrete.outputs) != len(output_names):
+        raise InvalidArtifact(f"{path}: signature {key!r} has nested or composite inputs/outputs",
+                              hint="export a signature taking and returning flat dicts of tensors",
+                              path=str(path))
     return _freeze_concrete(concrete, input_names, output_names, out_pb,
-                            input_tensors=[_placeholder_for(concrete, input_specs[n], placeholders)
-                                           for n in input_names],
-                            output_tensors=outputs)
-
-
-def _placeholder_for(concrete: Any, spec: Any, placeholders: list[Any]) -> Any:
-    """The function-graph placeholder that feeds signature argument ``spec``."""
-    for t in placeholders:
-        if t.name.split(":")[0] == spec.name:
-            return t
-    raise InvalidArtifact(f"SavedModel signature input {spec.name!r} has no placeholder",
-                          hint="re-export the SavedModel with named TensorSpec inputs")
+                            input_tensors=placeholders, output_tensors=list(concrete.outputs))
 
 
 def _freeze_concrete(concrete: Any, input_names: list[str], output_names: list[str], out_pb: Path,
