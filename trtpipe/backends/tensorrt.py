@@ -132,16 +132,25 @@ def environment() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _polygraphy_log(log_path: Path) -> Iterator[Any]:
-    """Send Polygraphy's (and through it TensorRT's) log to ``log_path``, not the console."""
+    """Send Polygraphy's (and through it TensorRT's) log to ``log_path``, not the console.
+
+    Polygraphy writes every message to its log file AND prints it; the prints are swallowed
+    here (the stage log has them) so the console shows only trtpipe's own progress. Critical
+    messages raise ``PolygraphyException``, which the callers turn into trtpipe errors.
+    """
     from polygraphy.logger import G_LOGGER
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     old_file, old_sev = G_LOGGER.log_file, G_LOGGER.module_severity
     G_LOGGER.log_file = str(log_path)
-    G_LOGGER.module_severity = G_LOGGER.ERROR  # console: errors only; the file gets the rest
+    G_LOGGER.module_severity = G_LOGGER.INFO
     try:
-        yield G_LOGGER
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield G_LOGGER
     finally:
+        handle = getattr(G_LOGGER, "_log_file", None)  # the setter does not close the old file
+        with contextlib.suppress(Exception):
+            handle.close()
         G_LOGGER.log_file = old_file
         G_LOGGER.module_severity = old_sev
 

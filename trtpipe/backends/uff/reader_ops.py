@@ -1,0 +1,513 @@
+"""Per-op UFF -> ONNX handlers. Each one emits ONNX nodes whose final output is named ``node.id``
+and records that tensor's shape/dtype in the context (ranks are needed to interpret orders)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from trtpipe.backends.uff import format as fmt
+from trtpipe.backends.uff.reader import ReaderContext, Shape
+from trtpipe.errors import UnsupportedOp
+
+Handler = Callable[[ReaderContext, Any], None]
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+_INT32, _INT64 = 6, 7
+_ONNX_OF_UFF = {fmt.DT_INT8: 3, fmt.DT_INT16: 5, fmt.DT_INT32: 6, fmt.DT_INT64: 7,
+                fmt.DT_FLOAT16: 10, fmt.DT_FLOAT32: 1}
+
+
+def canonical_perm(ctx: ReaderContext, node: Any, encoded: list[int], rank: int) -> list[int]:
+    """Permutation taking a tensor in the declared order to canonical ``NC+``/``KC+`` layout."""
+    tokens: list[Any] = []
+    i = 0
+    while i < len(encoded):
+        if encoded[i] == fmt.OE_DECREMENT:
+            tokens.append("-")
+            i += 2
+        elif i + 1 < len(encoded) and encoded[i + 1] == fmt.OE_INCREMENT:
+            tokens.append("+")
+            i += 2
+        else:
+            tokens.append(int(encoded[i]))
+            i += 1
+    letters = [t for t in tokens if isinstance(t, int)]
+    runs = len(tokens) - len(letters)
+    spatial = rank - len(letters)
+    if sorted(letters) != list(range(len(letters))) or runs > 1 or spatial < 0 \
+            or (runs == 0 and spatial != 0):
+        raise ctx.error(node, f"order {encoded} does not fit a rank-{rank} tensor")
+    perm = [0] * rank
+    axis = 0
+    for t in tokens:
+        if isinstance(t, int):
+            perm[t] = axis
+            axis += 1
+        else:
+            for s in range(spatial):
+                perm[len(letters) + s] = axis + (s if t == "+" else spatial - 1 - s)
+            axis += spatial
+    return perm
+
+
+def _same(ctx: ReaderContext, node: Any, src: str) -> None:
+    ctx.set_info(node.id, ctx.shapes.get(src), ctx.dtypes.get(src))
+
+
+def _spatial_out(size: int | None, k: int, s: int, d: int, pad: int, same: bool) -> int | None:
+    if size is None:
+        return None
+    if same:
+        return -(-size // s)
+    return (size + 2 * pad - ((k - 1) * d + 1)) // s + 1
+
+
+def _to_cf(ctx: ReaderContext, node: Any, name: str, encoded: list[int]) -> tuple[str, list[int]]:
+    """Activation -> channel-first (NC+) view; returns the tensor and the perm used."""
+    perm = canonical_perm(ctx, node, encoded, ctx.rank(node, name))
+    return ctx.transpose(name, perm), perm
+
+
+def _from_cf(ctx: ReaderContext, node: Any, name: str, perm: list[int], shape_cf: Shape,
+             dtype: int | None) -> None:
+    """Channel-first result -> the declared layout, as tensor ``node.id``."""
+    inverse = [int(i) for i in np.argsort(perm)]
+    ctx.set_info(name, shape_cf, dtype)
+    if inverse == sorted(inverse):
+        ctx.add("Identity", [name], node.id)
+    else:
+        out = ctx.transpose(name, inverse)
+        ctx.add("Identity", [out], node.id)
+    ctx.set_info(node.id, None if shape_cf is None else [shape_cf[p] for p in inverse], dtype)
+
+
+def _window_attrs(ctx: ReaderContext, node: Any, nsp: int) -> tuple[dict[str, Any], list[int]]:
+    strides = [int(v) for v in ctx.field(node, "strides", [1] * nsp)]
+    pad = [int(v) for v in ctx.field(node, "padding", [0] * nsp)]
+    if len(strides) != nsp or len(pad) != nsp or min(strides) < 1 or min(pad) < 0:
+        raise ctx.error(node, f"strides {strides} / padding {pad} do not fit {nsp} spatial dims")
+    attrs: dict[str, Any] = {"strides": strides}
+    if ctx.field(node, "implicit_padding") == "same":
+        attrs["auto_pad"] = "SAME_UPPER"  # TF SAME puts the odd pixel at the end
+    elif any(pad):
+        attrs["pads"] = pad + pad
+    return attrs, pad
+
+
+def conv(ctx: ReaderContext, node: Any) -> None:
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    orders = ctx.orders(node, 2)
+    xc, perm = _to_cf(ctx, node, x, orders[0])
+    wv = ctx.const(w)
+    if wv is None or wv.ndim < 3:
+        raise UnsupportedOp(f"{ctx.where(node)}: weights must be a constant of rank >= 3",
+                            node=node.id, path=ctx.path)
+    wc = np.transpose(wv, canonical_perm(ctx, node, orders[1], wv.ndim))  # K, C, spatial
+    groups = int(ctx.field(node, "number_groups", 1))
+    if groups > 1 and wc.shape[1] == groups:  # depthwise: [mult, C_in, ...] -> [C_in*mult, 1, ...]
+        wc = np.swapaxes(wc, 0, 1).reshape((-1, 1) + wc.shape[2:])
+    nsp = wv.ndim - 2
+    attrs, pad = _window_attrs(ctx, node, nsp)
+    dil = [int(v) for v in ctx.field(node, "dilation", [1] * nsp)]
+    if len(dil) != nsp or min(dil) < 1 or groups < 1:
+        raise ctx.error(node, f"dilation {dil} / number_groups {groups} invalid")
+    wname = ctx.constant(np.ascontiguousarray(wc), "kernel")
+    y = ctx.add("Conv", [xc, wname], dilations=dil, group=groups, **attrs)
+    sc = ctx.shapes.get(xc)
+    out_shape = None if sc is None else [sc[0], int(wc.shape[0])] + [
+        _spatial_out(sc[2 + i], wc.shape[2 + i], attrs["strides"][i], dil[i], pad[i],
+                     "auto_pad" in attrs) for i in range(nsp)]
+    _from_cf(ctx, node, y, perm, out_shape, ctx.dtypes.get(x))
+
+
+def conv_transpose(ctx: ReaderContext, node: Any) -> None:
+    x, w = ctx.input(node, 0), ctx.input(node, 1)
+    orders = ctx.orders(node, 2)
+    target = [int(v) for v in np.ravel(ctx.need_const(node, 2, "the output shape"))]
+    xc, perm = _to_cf(ctx, node, x, orders[0])
+    wv = ctx.const(w)
+    if wv is None or wv.ndim < 3:
+        raise UnsupportedOp(f"{ctx.where(node)}: weights must be a constant of rank >= 3",
+                            node=node.id, path=ctx.path)
+    wc = np.transpose(wv, canonical_perm(ctx, node, orders[1], wv.ndim))  # K_out, C_in, spatial
+    nsp = wv.ndim - 2
+    if len(target) != nsp + 2:
+        raise ctx.error(node, f"output shape {target} does not have rank {nsp + 2}")
+    target_cf = [target[p] for p in perm]
+    sc = ctx.shapes.get(xc)
+    if sc is None or any(d is None for d in sc[2:]):
+        raise UnsupportedOp(f"{ctx.where(node)}: input spatial size must be static", node=node.id,
+                            path=ctx.path)
+    attrs, _ = _window_attrs(ctx, node, nsp)
+    same = attrs.pop("auto_pad", None) is not None
+    attrs.pop("pads", None)
+    pads_b, pads_e, out_pad = [], [], []
+    for i in range(nsp):
+        full = (sc[2 + i] - 1) * attrs["strides"][i] + wc.shape[2 + i]
+        total = full - target_cf[2 + i]
+        begin = max(total, 0) // 2 if same else 0
+        pads_b.append(begin)
+        pads_e.append(max(total, 0) - begin)
+        out_pad.append(max(-total, 0))
+    wname = ctx.constant(np.ascontiguousarray(np.swapaxes(wc, 0, 1)), "kernel")
+    y = ctx.add("ConvTranspose", [xc, wname], pads=pads_b + pads_e, output_padding=out_pad,
+                **attrs)
+    _from_cf(ctx, node, y, perm, [sc[0], int(wc.shape[0])] + target_cf[2:], ctx.dtypes.get(x))
+
+
+def pool(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    xc, perm = _to_cf(ctx, node, x, ctx.orders(node, 1)[0])
+    kernel = [int(v) for v in ctx.field(node, "kernel", required=True)]
+    nsp = len(kernel)
+    attrs, pad = _window_attrs(ctx, node, nsp)
+    if min(kernel, default=0) < 1 or ctx.rank(node, xc) != nsp + 2:
+        raise ctx.error(node, f"kernel {kernel} does not fit the input")
+    if "pads" in attrs:  # the converter folded an explicit zero Pad: keep TF's exact semantics
+        zeros = np.zeros((), dtype=np.float32)
+        xc = ctx.add("Pad", [xc, ctx.int64s([0, 0] + pad + [0, 0] + pad), ctx.constant(zeros)])
+        del attrs["pads"]
+    func = ctx.field(node, "func", required=True)
+    if func not in ("max", "avg"):
+        raise ctx.error(node, f"pool func {func!r} is not max/avg")
+    y = ctx.add("MaxPool" if func == "max" else "AveragePool", [xc], kernel_shape=kernel, **attrs)
+    sc = ctx.shapes.get(ctx.input(node, 0))
+    sc = None if sc is None else [sc[p] for p in perm]
+    out_shape = None if sc is None else sc[:2] + [
+        _spatial_out(sc[2 + i], kernel[i], attrs["strides"][i], 1, pad[i], "auto_pad" in attrs)
+        for i in range(nsp)]
+    _from_cf(ctx, node, y, perm, out_shape, ctx.dtypes.get(x))
+
+
+def fully_connected(ctx: ReaderContext, node: Any) -> None:
+    a, w = ctx.input(node, 0), ctx.input(node, 1)
+    orders = ctx.orders(node, 2)
+    if ctx.rank(node, a) != 2:
+        raise UnsupportedOp(f"{ctx.where(node)}: FullyConnected input must be 2-D",
+                            node=node.id, path=ctx.path)
+    a2 = ctx.transpose(a, canonical_perm(ctx, node, orders[0], 2))  # -> [N, C]
+    wk = ctx.transpose(w, canonical_perm(ctx, node, orders[1], ctx.rank(node, w)))  # -> [K, C]
+    wck = ctx.transpose(wk, [1, 0])
+    ctx.add("MatMul", [a2, wck], node.id)
+    sa, sw = ctx.shapes.get(a2) or [None, None], ctx.shapes.get(wck) or [None, None]
+    ctx.set_info(node.id, [sa[0], sw[1]], ctx.dtypes.get(a))
+
+
+def _broadcast(a: Shape, b: Shape) -> Shape:
+    if a is None or b is None:
+        return None
+    out: list[int | None] = []
+    for x, y in zip([1] * (len(b) - len(a)) + list(a), [1] * (len(a) - len(b)) + list(b)):
+        out.append(y if x == 1 else x if y == 1 else x if x is not None else y)
+    return out
+
+
+_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "min": "Min", "max": "Max",
+           "pow": "Pow"}
+_UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "abs": "Abs", "sqrt": "Sqrt", "sin": "Sin",
+          "cos": "Cos", "tan": "Tan", "sinh": "Sinh", "cosh": "Cosh", "asin": "Asin",
+          "acos": "Acos", "atan": "Atan", "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh",
+          "ceil": "Ceil", "floor": "Floor"}
+_ACT = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "elu": "Elu", "selu": "Selu",
+        "softsign": "Softsign", "softplus": "Softplus"}
+
+
+def binary(ctx: ReaderContext, node: Any) -> None:
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    func = ctx.field(node, "func", required=True)
+    if func not in _BINARY:
+        raise ctx.error(node, f"binary func {func!r} unknown")
+    ctx.add(_BINARY[func], [a, b], node.id)
+    ctx.set_info(node.id, _broadcast(ctx.shapes.get(a), ctx.shapes.get(b)), ctx.dtypes.get(a))
+
+
+def unary(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    func = ctx.field(node, "func", required=True)
+    if func == "rsqrt":
+        ctx.add("Reciprocal", [ctx.add("Sqrt", [x])], node.id)
+    elif func == "square":
+        ctx.add("Mul", [x, x], node.id)
+    elif func in _UNARY:
+        ctx.add(_UNARY[func], [x], node.id)
+    else:
+        raise ctx.error(node, f"unary func {func!r} unknown")
+    _same(ctx, node, x)
+
+
+def activation(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    func = ctx.field(node, "func", required=True)
+    if func == "relu6":
+        lo, hi = ctx.constant(np.float32(0.0), "zero"), ctx.constant(np.float32(6.0), "six")
+        ctx.add("Clip", [x, lo, hi], node.id)
+    elif func in _ACT:
+        ctx.add(_ACT[func], [x], node.id)
+    else:
+        raise ctx.error(node, f"activation func {func!r} unknown")
+    _same(ctx, node, x)
+
+
+def leaky_relu(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    ctx.add("LeakyRelu", [x], node.id, alpha=float(ctx.field(node, "alpha", 0.01)))
+    _same(ctx, node, x)
+
+
+def softmax(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    rank = ctx.rank(node, x)
+    perm = canonical_perm(ctx, node, ctx.orders(node, 1)[0], rank)
+    # ``axis`` counts in the canonical layout without the batch dim: 0 = C, the TF last axis
+    # for N+C (the converter always writes 0 for TF's last-axis softmax).
+    axis = int(ctx.field(node, "axis", 0))
+    if not 0 <= axis + 1 < rank:
+        raise ctx.error(node, f"softmax axis {axis} out of range for rank {rank}")
+    ctx.add("Softmax", [x], node.id, axis=perm[axis + 1])
+    _same(ctx, node, x)
+
+
+def batch_norm(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    xc, perm = _to_cf(ctx, node, x, ctx.orders(node, 1)[0])
+    params = [ctx.input(node, i) for i in range(1, 5)]
+    y = ctx.add("BatchNormalization", [xc] + params, epsilon=float(ctx.field(node, "epsilon", 1e-5)))
+    _from_cf(ctx, node, y, perm, ctx.shapes.get(xc), ctx.dtypes.get(x))
+
+
+def _int64_operand(ctx: ReaderContext, name: str) -> str:
+    value = ctx.const(name)
+    if value is not None:
+        return ctx.int64s(np.ravel(value), "shape")
+    return ctx.add("Cast", [name], to=_INT64)
+
+
+def reshape(ctx: ReaderContext, node: Any) -> None:
+    x, s = ctx.input(node, 0), ctx.input(node, 1)
+    ctx.add("Reshape", [x, _int64_operand(ctx, s)], node.id)
+    value = ctx.const(s)
+    ctx.set_info(node.id, None if value is None else
+                 [None if int(v) < 0 else int(v) for v in np.ravel(value)], ctx.dtypes.get(x))
+
+
+def flatten(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    ctx.add("Flatten", [x], node.id, axis=1)
+    s = ctx.shapes.get(x)
+    rest = None if s is None or any(d is None for d in s[1:]) else math.prod(s[1:])  # type: ignore[misc]
+    ctx.set_info(node.id, [None if s is None else s[0], rest], ctx.dtypes.get(x))
+
+
+def _norm_axis(ctx: ReaderContext, node: Any, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ctx.error(node, f"axis {axis} out of range for rank {rank}")
+    return axis % rank
+
+
+def squeeze(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    axes = [int(a) for a in ctx.field(node, "axes", [])]
+    s = ctx.shapes.get(x)
+    if axes:
+        rank = ctx.rank(node, x)
+        axes = [_norm_axis(ctx, node, a, rank) for a in axes]
+        ctx.add("Squeeze", [x, ctx.int64s(axes, "axes")], node.id)
+        out = None if s is None else [d for i, d in enumerate(s) if i not in axes]
+    else:
+        ctx.add("Squeeze", [x], node.id)
+        out = None if s is None or None in s else [d for d in s if d != 1]
+    ctx.set_info(node.id, out, ctx.dtypes.get(x))
+
+
+def expand_dims(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    s = ctx.shapes.get(x)
+    axis = int(ctx.field(node, "axis", required=True))
+    rank = ctx.rank(node, x) + 1
+    axis = _norm_axis(ctx, node, axis, rank)
+    ctx.add("Unsqueeze", [x, ctx.int64s([axis], "axes")], node.id)
+    ctx.set_info(node.id, None if s is None else s[:axis] + [1] + s[axis:], ctx.dtypes.get(x))
+
+
+def concat(ctx: ReaderContext, node: Any) -> None:
+    ins = list(node.inputs)
+    if not ins:
+        raise ctx.error(node, "Concat has no inputs")
+    rank = ctx.rank(node, ins[0])
+    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", required=True)), rank)
+    ctx.add("Concat", ins, node.id, axis=axis)
+    shapes = [ctx.shapes.get(i) for i in ins]
+    out = None
+    if all(s is not None and len(s) == rank for s in shapes):
+        out = list(shapes[0])  # type: ignore[arg-type]
+        dims = [s[axis] for s in shapes]  # type: ignore[index]
+        out[axis] = None if None in dims else sum(dims)  # type: ignore[arg-type]
+    ctx.set_info(node.id, out, ctx.dtypes.get(ins[0]))
+
+
+def stack(ctx: ReaderContext, node: Any) -> None:
+    ins = list(node.inputs)
+    if not ins:
+        raise ctx.error(node, "Stack has no inputs")
+    rank = ctx.rank(node, ins[0]) + 1
+    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", 0)), rank)
+    parts = [ctx.add("Unsqueeze", [i, ctx.int64s([axis], "axes")]) for i in ins]
+    ctx.add("Concat", parts, node.id, axis=axis)
+    s = ctx.shapes.get(ins[0])
+    ctx.set_info(node.id, None if s is None else s[:axis] + [len(ins)] + s[axis:],
+                 ctx.dtypes.get(ins[0]))
+
+
+def pad(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    p = ctx.need_const(node, 1, "the paddings").astype(np.int64)
+    rank = ctx.rank(node, x)
+    if p.shape != (rank, 2):
+        raise ctx.error(node, f"paddings shape {list(p.shape)}, expected [{rank}, 2]")
+    ctx.add("Pad", [x, ctx.int64s(list(p[:, 0]) + list(p[:, 1]), "pads")], node.id)
+    s = ctx.shapes.get(x)
+    ctx.set_info(node.id, None if s is None else
+                 [None if d is None else d + int(a) + int(b) for d, (a, b) in zip(s, p)],
+                 ctx.dtypes.get(x))
+
+
+def transpose(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    perm = [int(v) for v in ctx.field(node, "permutation", required=True)]
+    if sorted(perm) != list(range(ctx.rank(node, x))):
+        raise ctx.error(node, f"permutation {perm} does not fit the input rank")
+    ctx.add("Transpose", [x], node.id, perm=perm)
+    s = ctx.shapes.get(x)
+    ctx.set_info(node.id, None if s is None else [s[p] for p in perm], ctx.dtypes.get(x))
+
+
+_REDUCE = {"sum": "ReduceSum", "prod": "ReduceProd", "max": "ReduceMax", "min": "ReduceMin",
+           "mean": "ReduceMean"}
+
+
+def reduce(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    func = ctx.field(node, "func", required=True)
+    if func not in _REDUCE:
+        raise ctx.error(node, f"reduce func {func!r} unknown")
+    rank = ctx.rank(node, x)
+    axes = sorted({_norm_axis(ctx, node, int(a), rank) for a in ctx.field(node, "axes", [])})
+    keep = int(bool(ctx.field(node, "keepdims", False)))
+    op = _REDUCE[func]
+    if not axes:
+        ctx.add("Identity", [x], node.id)
+    elif op == "ReduceSum" or ctx.opset >= 18:
+        ctx.add(op, [x, ctx.int64s(axes, "axes")], node.id, keepdims=keep)
+    else:
+        ctx.add(op, [x], node.id, axes=axes, keepdims=keep)
+    s = ctx.shapes.get(x)
+    out = None if s is None else [1 if i in axes else d for i, d in enumerate(s)
+                                  if keep or i not in axes]
+    ctx.set_info(node.id, out, ctx.dtypes.get(x))
+
+
+def strided_slice(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    begin, end, strides = (np.ravel(ctx.need_const(node, i, w)).astype(np.int64).tolist()
+                           for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
+    bm, em, sm = (int(ctx.field(node, k, 0)) for k in ("begin_mask", "end_mask", "shrink_axis_mask"))
+    n = len(begin)
+    if len(end) != n or len(strides) != n or 0 in strides or n > ctx.rank(node, x):
+        raise ctx.error(node, f"begin/end/strides {begin}/{end}/{strides} are inconsistent")
+    big = np.iinfo(np.int64).max
+    starts, ends, shrink = [], [], []
+    for i in range(n):
+        st, b, e = strides[i], begin[i], end[i]
+        if sm >> i & 1:
+            starts.append(b)
+            ends.append(big if b == -1 else b + 1)
+            strides[i] = 1
+            shrink.append(i)
+            continue
+        starts.append((0 if st > 0 else -1) if bm >> i & 1 else b)
+        ends.append((big if st > 0 else -big) if em >> i & 1 else e)
+    sliced = ctx.add("Slice", [x, ctx.int64s(starts, "starts"), ctx.int64s(ends, "ends"),
+                               ctx.int64s(range(n), "axes"), ctx.int64s(strides, "steps")])
+    s = ctx.shapes.get(x)
+    out: Shape = None
+    if s is not None:
+        out = list(s)
+        for i in range(n):
+            out[i] = None if s[i] is None else len(range(*slice(
+                starts[i], ends[i] if abs(ends[i]) < big else None, strides[i]).indices(s[i])))
+        out = [d for i, d in enumerate(out) if i not in shrink]
+    if shrink:
+        ctx.add("Squeeze", [sliced, ctx.int64s(shrink, "axes")], node.id)
+    else:
+        ctx.add("Identity", [sliced], node.id)
+    ctx.set_info(node.id, out, ctx.dtypes.get(x))
+
+
+def shape(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    ctx.add("Cast", [ctx.add("Shape", [x])], node.id, to=_INT32)  # TF's Shape is int32
+    s = ctx.shapes.get(x)
+    ctx.set_info(node.id, None if s is None else [len(s)], _INT32)
+
+
+def gather(ctx: ReaderContext, node: Any) -> None:
+    params, idx = ctx.input(node, 0), ctx.input(node, 1)
+    rank = ctx.rank(node, params)
+    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", 0)), rank)
+    ctx.add("Gather", [params, idx], node.id, axis=axis)
+    sp, si = ctx.shapes.get(params), ctx.shapes.get(idx)
+    ctx.set_info(node.id, None if sp is None or si is None else sp[:axis] + si + sp[axis + 1:],
+                 ctx.dtypes.get(params))
+
+
+def argminmax(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    rank = ctx.rank(node, x)
+    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", required=True)), rank)
+    ctx.add(node.operation, [x], node.id, axis=axis, keepdims=0)
+    s = ctx.shapes.get(x)
+    ctx.set_info(node.id, None if s is None else s[:axis] + s[axis + 1:], _INT64)
+
+
+def input_node(ctx: ReaderContext, node: Any) -> None:
+    code = ctx.field(node, "dtype", fmt.DT_FLOAT32)
+    if code not in _ONNX_OF_UFF:
+        raise ctx.error(node, f"input dtype {code} is not a UFF DataType")
+    dims = [int(d) for d in ctx.field(node, "shape", [])]
+    if any(d < -1 for d in dims):
+        raise ctx.error(node, f"input shape {dims} has negative dimensions")
+    ctx.set_info(node.id, [None if d == -1 else d for d in dims], _ONNX_OF_UFF[code])
+
+
+def const(ctx: ReaderContext, node: Any) -> None:
+    ctx.constant(fmt.const_array(ctx.meta, node, ctx.path).copy(), name=node.id)
+
+
+def identity(ctx: ReaderContext, node: Any) -> None:
+    x = ctx.input(node, 0)
+    ctx.add("Identity", [x], node.id)
+    _same(ctx, node, x)
+
+
+HANDLERS: dict[str, Handler] = {
+    "Input": input_node, "Const": const, "Identity": identity, "MarkOutput": lambda c, n: None,
+    "Conv": conv, "ConvTranspose": conv_transpose, "Pool": pool,
+    "FullyConnected": fully_connected, "Binary": binary, "Unary": unary,
+    "Activation": activation, "LeakyRelu": leaky_relu, "Softmax": softmax,
+    "BatchNorm": batch_norm, "Reshape": reshape, "Flatten": flatten, "Squeeze": squeeze,
+    "ExpandDims": expand_dims, "Concat": concat, "Stack": stack, "Pad": pad,
+    "Transpose": transpose, "Reduce": reduce, "StridedSlice": strided_slice, "Shape": shape,
+    "Gather": gather, "GatherV2": gather, "ArgMax": argminmax, "ArgMin": argminmax,
+    # Older converters wrote these TF ops as custom nodes; their meaning is unambiguous.
+    "_AddV2": lambda c, n: binary_add(c, n),
+}
+
+
+def binary_add(ctx: ReaderContext, node: Any) -> None:
+    """``_AddV2`` from converters before AddV2 was mapped: a plain add."""
+    a, b = ctx.input(node, 0), ctx.input(node, 1)
+    ctx.add("Add", [a, b], node.id)
+    ctx.set_info(node.id, _broadcast(ctx.shapes.get(a), ctx.shapes.get(b)), ctx.dtypes.get(a))

@@ -1,0 +1,100 @@
+"""Implementations of the CLI sub-commands (called by ``cli``; they may print, they return exit codes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from trtpipe import api
+from trtpipe.errors import ConfigError, InvalidArtifact
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from trtpipe.report import ConsoleReporter, console_for, print_json, summary_table
+
+    console = console_for(sys.stdout)
+    reporter = None if args.json else ConsoleReporter(console, verbose=args.verbose)
+    force = args.force
+    result = api.run(args.pipeline, targets=args.target, force=force or None, force_all=force == [],
+                     keep_going=args.keep_going, frozen=args.frozen, reporter=reporter)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        console.print(summary_table(result, Path.cwd()))
+        if args.frozen:
+            stale = [s for s in result.stages if s.status == "stale"]
+            if stale:
+                console.print(f"[bold red]--frozen:[/] {len(stale)} stage(s) would rebuild:")
+                for s in stale:
+                    console.print(f"  {s.name}: {s.reason}")
+            else:
+                console.print("[green]--frozen: everything is up to date with the lock file[/]")
+        elif result.lock_path:
+            console.print(f"lock file: {result.lock_path}")
+        _after_run(result, console)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _after_run(result: api.RunResult, console: object) -> None:
+    """Hook for reports produced after a run (benchmark tables, HTML page)."""
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    p = api.validate(args.pipeline)
+    if args.json:
+        print(json.dumps({"ok": True, "pipeline": p.name, "stages": p.order}))
+    else:
+        print(f"{args.pipeline}: ok: pipeline '{p.name}', {len(p.order)} stages: {' -> '.join(p.order)}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from trtpipe.report import console_for, print_json, status_table
+
+    result = api.status(args.pipeline, targets=args.target)
+    if args.json:
+        print_json({**result.to_json(), "up_to_date": result.ok})
+    else:
+        console = console_for(sys.stdout)
+        console.print(status_table(result))
+        stale = sum(s.status == "stale" for s in result.stages)
+        console.print("everything is up to date" if not stale else f"{stale} stage(s) would rebuild")
+    return EXIT_OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from trtpipe.inspect import describe
+
+    print(describe(args.file))
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from trtpipe.convert import convert
+
+    info = convert(args.src, args.output, inputs=args.inputs, outputs=args.outputs, opset=args.opset,
+                   allow_custom=args.allow_custom)
+    print(f"wrote {args.output} ({info})")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from trtpipe.doctor import doctor_report, format_doctor
+
+    print(format_doctor(doctor_report()))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from trtpipe.run_report import rebuild_report
+
+    path = rebuild_report(args.pipeline)
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+__all__ = ["ConfigError", "InvalidArtifact"]

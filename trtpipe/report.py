@@ -1,0 +1,109 @@
+"""Console reporters: rich progress + summary table, and a JSON reporter. Only the CLI uses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from trtpipe.pipeline import StageSpec
+from trtpipe.runner import RunResult, StageResult
+
+_STYLE = {"built": "green", "cached": "cyan", "failed": "bold red", "skipped": "yellow", "stale": "magenta"}
+
+
+def console_for(stream: IO[str]) -> Console:
+    """A console writing to a duplicate of ``stream``'s descriptor.
+
+    Stages redirect file descriptors 1 and 2 into their log files while they run (that is where
+    TensorFlow's C++ logs go); writing to a duplicate keeps trtpipe's own progress on the terminal.
+    """
+    try:
+        fd = os.dup(stream.fileno())
+        out: IO[str] = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
+    except (OSError, ValueError, AttributeError):  # not a real file (pytest capture, StringIO)
+        out = stream
+    return Console(file=out, highlight=False, soft_wrap=True)
+
+
+class ConsoleReporter:
+    """Shows each stage as it runs (spinner + elapsed) and a line when it ends."""
+
+    def __init__(self, console: Console, *, verbose: bool = False) -> None:
+        self.console = console
+        self.verbose = verbose
+        self._status: Any = None
+        self._started = 0.0
+
+    def on_start(self, spec: StageSpec, reason: str) -> None:
+        self._started = time.perf_counter()
+        self._status = self.console.status(f"[bold]{spec.name}[/] ({spec.kind}) running: {reason}", spinner="dots")
+        self._status.start()
+
+    def on_end(self, result: StageResult) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        style = _STYLE.get(result.status, "")
+        line = f"[{style}]{result.status:>7}[/] [bold]{result.name}[/] ({result.kind})"
+        if result.status == "built":
+            line += f" in {result.seconds:.1f}s"
+        if result.reason and (result.status in ("built", "stale", "skipped") or self.verbose):
+            line += f" [dim]- {result.reason}[/]"
+        self.console.print(line)
+        if result.error:
+            for i, err_line in enumerate(result.error.splitlines()):
+                self.console.print(f"        [red]{'error: ' if i == 0 else ''}{err_line}[/]", markup=True,
+                                   highlight=False)
+            if result.hint:
+                self.console.print(f"        [yellow]hint:[/] {result.hint}")
+            if result.log:
+                self.console.print(f"        log: {result.log}")
+        if self.verbose and result.log and result.status in ("built", "failed") and Path(result.log).exists():
+            text = Path(result.log).read_bytes().decode("utf-8", "replace").rstrip()
+            if text:
+                self.console.rule(f"log of {result.name}", style="dim")
+                self.console.print(text, markup=False, highlight=False)
+                self.console.rule(style="dim")
+
+
+def summary_table(result: RunResult, base: Path) -> Table:
+    """The end-of-run table: stage, kind, status, seconds, short digest and path of each output."""
+    table = Table(title=f"pipeline {result.pipeline}", title_justify="left")
+    for col, kw in (("stage", {}), ("kind", {}), ("status", {}), ("seconds", {"justify": "right"}),
+                    ("outputs", {})):
+        table.add_column(col, **kw)
+    for st in result.stages:
+        outs = "\n".join(Path(o["path"]).name for n, o in st.outputs.items() if n != "log")
+        table.add_row(st.name, st.kind, f"[{_STYLE.get(st.status, '')}]{st.status}[/]",
+                      f"{st.seconds:.1f}" if st.status in ("built", "cached", "failed") else "", outs)
+    return table
+
+
+def status_table(result: RunResult) -> Table:
+    """``trtpipe status``: what is cached and what would rebuild, and why."""
+    table = Table(title=f"pipeline {result.pipeline}", title_justify="left")
+    for col in ("stage", "kind", "state", "why"):
+        table.add_column(col)
+    for st in result.stages:
+        state = {"cached": "up to date", "stale": "would rebuild", "skipped": "not run"}.get(st.status, st.status)
+        table.add_row(st.name, st.kind, f"[{_STYLE.get(st.status, '')}]{state}[/]", st.reason or st.error or "")
+    return table
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:
+        return str(path)
+
+
+def print_json(obj: Any, stream: IO[str] = sys.stdout) -> None:
+    stream.write(json.dumps(obj, indent=2, default=str) + "\n")
+    stream.flush()
