@@ -194,5 +194,6 @@ def test_corrupt_png_names_file(tmp_path: Path) -> None:
 def test_import_is_cheap() -> None:
     code = ("import sys, trtpipe.data; heavy = [m for m in ('PIL', 'tensorflow', 'onnx', "
             "'onnxruntime', 'matplotlib') if m in sys.modules]; print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=DATA.parents[1])
     assert out.stdout.strip() == "[]"
