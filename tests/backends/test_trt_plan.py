@@ -396,3 +396,35 @@ def test_plan_is_frozen_and_json_serializable() -> None:
     assert doc["plugins"] == ["libx.so"]
     # same intent -> same plan (it is cache-key material)
     assert plan_for("8.6", INT8_YAML, plugins=["libx.so"]).to_dict() == plan.to_dict()
+
+
+# --- the backend module without TensorRT --------------------------------------------------------
+
+def test_without_tensorrt_everything_says_so_with_a_hint(tmp_path: Any) -> None:
+    from trtpipe.backends import tensorrt as backend
+
+    if backend.available()[0]:
+        pytest.skip("TensorRT is installed here")
+    ok, why = backend.available()
+    assert ok is False and "TensorRT" in why
+    env = backend.environment()  # cache-key facts: never raises
+    assert set(env) >= {"tensorrt", "cuda", "gpu", "compute_capability"}
+    assert env["tensorrt"] is None
+    plan = plan_for("10")
+    with pytest.raises(BackendUnavailable) as info:
+        backend.build_engine(tmp_path / "m.onnx", plan, tmp_path / "m.plan", timing_cache_in=None,
+                             timing_cache_out=None, log_path=tmp_path / "build.log")
+    assert info.value.hint and "onnxruntime" in info.value.hint
+    with pytest.raises(BackendUnavailable):
+        backend.load_engine(tmp_path / "m.plan")
+
+
+def test_polygraphy_log_goes_to_the_stage_log_not_the_console(tmp_path: Any, capsys: Any) -> None:
+    pytest.importorskip("polygraphy")
+    from trtpipe.backends.tensorrt import _polygraphy_log
+
+    log = tmp_path / "logs" / "build.log"
+    with _polygraphy_log(log) as logger:
+        logger.info("building with profile min=1 opt=4 max=8")
+    assert "opt=4" in log.read_bytes().decode()
+    assert "opt=4" not in capsys.readouterr().out

@@ -149,8 +149,9 @@ def _polygraphy_log(log_path: Path) -> Iterator[Any]:
             yield G_LOGGER
     finally:
         handle = getattr(G_LOGGER, "_log_file", None)  # the setter does not close the old file
-        with contextlib.suppress(Exception):
-            handle.close()
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                handle.close()
         G_LOGGER.log_file = old_file
         G_LOGGER.module_severity = old_sev
 
