@@ -328,7 +328,8 @@ def build_engine(model_path: Path, plan: BuildPlan, out_path: Path, *,
         finally:
             if calibrator is not None:
                 calibrator.free()  # type: ignore[attr-defined]
-        atomic_write_bytes(out_path, bytes(engine_bytes))
+        blob = bytes(engine_bytes)
+        atomic_write_bytes(out_path, blob)
         if timing_cache_out is not None:
             cache = config.get_timing_cache()
             if cache is not None:
@@ -336,7 +337,7 @@ def build_engine(model_path: Path, plan: BuildPlan, out_path: Path, *,
         engine = load_engine(out_path, allow_host_code=plan.version_compatible)
         return {
             "tensorrt": installed, "plan": plan.to_dict(), "plugins": plugin_names,
-            "engine_bytes": len(engine_bytes), "model": str(model_path),
+            "engine_bytes": len(blob), "model": str(model_path),
             "calibration_batches": getattr(calibrator, "batches_fed", None),
             **engine_metadata(engine),
         }
@@ -398,13 +399,64 @@ def engine_metadata(engine: trt.ICudaEngine) -> dict[str, Any]:
 
 
 def run_engine(path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run the engine at ``path`` once on ``feeds`` with Polygraphy's ``TrtRunner``."""
+    """Run the engine at ``path`` once on ``feeds``.
+
+    Explicit-batch engines run through Polygraphy's ``TrtRunner``; implicit-batch engines
+    (UFF on 8.6), which Polygraphy >= 0.48 no longer runs, through the 8.6 bindings API.
+    """
     ensure_tensorrt()
     import numpy as np
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
+    engine = load_engine(path)
+    if getattr(engine, "has_implicit_batch_dimension", False):
+        return _run_implicit_batch(engine, feeds, path)
     with open(path, "rb") as fh:
         data = fh.read()
     with TrtRunner(EngineFromBytes(data)) as runner:
         outputs = runner.infer(feed_dict=dict(feeds))
         return {name: np.array(value) for name, value in outputs.items()}
+
+
+def _run_implicit_batch(engine: Any, feeds: Mapping[str, np.ndarray],
+                        path: Path) -> dict[str, np.ndarray]:
+    """Synchronous implicit-batch execution (TensorRT 8.6 bindings API, absent from 10.x stubs)."""
+    import numpy as np
+    from polygraphy import cuda
+
+    batch = int(next(iter(feeds.values())).shape[0]) if feeds else 0
+    if not 1 <= batch <= engine.max_batch_size:
+        raise ConfigError(f"engine {path}: batch {batch} is outside 1..{engine.max_batch_size}",
+                          hint="feed between 1 and max_batch samples")
+    context = engine.create_execution_context()
+    devices: list[Any] = []
+    outputs: dict[str, np.ndarray] = {}
+    out_index: dict[str, int] = {}
+    try:
+        for i in range(engine.num_bindings):
+            name = engine.get_binding_name(i)
+            dtype = _np_dtype(engine.get_binding_dtype(i))
+            shape = (batch, *[int(d) for d in engine.get_binding_shape(i)])
+            dev = cuda.DeviceArray(shape=shape, dtype=dtype)
+            devices.append(dev)
+            if engine.binding_is_input(i):
+                if name not in feeds:
+                    raise InvalidArtifact(f"engine {path} needs input {name!r}; feeds have "
+                                          f"{sorted(feeds)}", path=str(path), node=name)
+                host = np.ascontiguousarray(feeds[name], dtype=dtype)
+                if host.shape != shape:
+                    raise InvalidArtifact(f"engine {path}: input {name!r} expected shape "
+                                          f"{list(shape)}, found {list(host.shape)}",
+                                          path=str(path), node=name)
+                dev.copy_from(host)
+            else:
+                outputs[name] = np.empty(shape, dtype=dtype)
+                out_index[name] = i
+        if not context.execute(batch, [int(d.ptr) for d in devices]):
+            raise StageFailed(f"TensorRT execution of {path} failed", hint="see the stage log")
+        for name, i in out_index.items():
+            devices[i].copy_to(outputs[name])
+    finally:
+        for dev in devices:
+            dev.free()
+    return outputs
