@@ -18,6 +18,7 @@ _EXTRAS = {
     "polygraphy": ("trt", "Polygraphy"),
     "tensorrt": ("trt", "TensorRT"),
     "matplotlib": ("report", "matplotlib"),
+    "PIL": ("images", "Pillow"),
 }
 
 
