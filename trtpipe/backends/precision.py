@@ -138,7 +138,7 @@ def to_fp16(onnx_path: Path, out_path: Path, *, keep_io_types: bool = True,
                               hint="add the failing op type to op_block_list") from exc
     data = converted.SerializeToString()
     _check_loads(data, onnx_path, "fp16", "add the op type named above to op_block_list "
-                 "(precision.fp16_block_list) so it stays fp32")
+                 "so it stays fp32")
     atomic_write_bytes(out_path, data)
     onnx = require("onnx")
     inits = Counter(onnx.TensorProto.DataType.Name(i.data_type).lower()
