@@ -184,7 +184,8 @@ def _uff_network(model_path: Path, plan: BuildPlan) -> tuple[Any, Any, Any]:
 
     builder = trt.Builder(trt_util.get_trt_logger())
     network = builder.create_network(0)  # 0 = implicit batch, what UFF requires
-    builder.max_batch_size = plan.max_batch_size  # type: ignore[attr-defined]  # 8.6 API
+    legacy_builder: Any = builder  # max_batch_size is 8.x API, absent from the 10.x stubs
+    legacy_builder.max_batch_size = plan.max_batch_size
     legacy: Any = trt  # UffParser/UffInputOrder exist only in <= 8.x, not in the 10.x stubs
     parser = legacy.UffParser()
     orders = legacy.UffInputOrder
@@ -327,7 +328,8 @@ def build_engine(model_path: Path, plan: BuildPlan, out_path: Path, *,
                               hint=f"see the build log {log_path}") from exc
         finally:
             if calibrator is not None:
-                calibrator.free()  # type: ignore[attr-defined]
+                ours: Any = calibrator  # free() is trtpipe's, not in IInt8Calibrator
+                ours.free()
         blob = bytes(engine_bytes)
         atomic_write_bytes(out_path, blob)
         if timing_cache_out is not None:
