@@ -192,6 +192,15 @@ def _order(ctx: ReaderContext, meta_nodes: dict[str, Any], outputs: list[str]) -
     return result
 
 
+def _value_info(ctx: ReaderContext, name: str) -> Any:
+    """Graph input/output type: known dims as ints, the batch as ``N``, others symbolic."""
+    shape = ctx.shapes.get(name)
+    dims = None if shape is None else [
+        d if d is not None else ("N" if i == 0 else f"{name}_d{i}") for i, d in enumerate(shape)]
+    info = ctx.onnx.helper.make_tensor_value_info(name, ctx.dtypes.get(name, 1), dims)
+    return info
+
+
 def uff_to_onnx(data: bytes, *, opset: int = 17, custom_ops: dict[str, CustomOp] | None = None,
                 path: str | None = None) -> Any:
     """Convert UFF bytes to an ``onnx.ModelProto`` that passes ``onnx.checker.check_model``.
@@ -228,10 +237,7 @@ def uff_to_onnx(data: bytes, *, opset: int = 17, custom_ops: dict[str, CustomOp]
                 AttributeError, MemoryError) as exc:
             raise ctx.error(node, f"cannot convert ({type(exc).__name__}: {exc})") from None
         if node.operation == "Input":
-            graph_inputs.append(ctx.onnx.helper.make_tensor_value_info(
-                node.id, ctx.dtypes[node.id],
-                [d if d is not None else ("N" if i == 0 else f"{node.id}_d{i}")
-                 for i, d in enumerate(ctx.shapes[node.id] or [])]))
+            graph_inputs.append(_value_info(ctx, node.id))
     seen: set[str] = set()
     graph_outputs = []
     for out in outputs:
@@ -241,8 +247,7 @@ def uff_to_onnx(data: bytes, *, opset: int = 17, custom_ops: dict[str, CustomOp]
         if by_id[out].operation in ("Input", "Const"):
             raise UnsupportedOp(f"{path or '<uff bytes>'}: output {out!r} is an {by_id[out].operation} "
                                 "node; ONNX outputs must be computed", node=out, path=path)
-        graph_outputs.append(onnx.helper.make_tensor_value_info(
-            out, ctx.dtypes.get(out, onnx.TensorProto.FLOAT), None))
+        graph_outputs.append(_value_info(ctx, out))
     onnx_graph = onnx.helper.make_graph(ctx.nodes, graph.id or "main", graph_inputs, graph_outputs,
                                         ctx.initializers)
     opsets = [onnx.helper.make_opsetid("", opset)]

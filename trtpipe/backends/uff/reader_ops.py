@@ -189,8 +189,10 @@ def fully_connected(ctx: ReaderContext, node: Any) -> None:
         raise UnsupportedOp(f"{ctx.where(node)}: FullyConnected input must be 2-D",
                             node=node.id, path=ctx.path)
     a2 = ctx.transpose(a, canonical_perm(ctx, node, orders[0], 2))  # -> [N, C]
-    wk = ctx.transpose(w, canonical_perm(ctx, node, orders[1], ctx.rank(node, w)))  # -> [K, C]
-    wck = ctx.transpose(wk, [1, 0])
+    pk = canonical_perm(ctx, node, orders[1], ctx.rank(node, w))  # -> [K, C]
+    if len(pk) != 2:
+        raise ctx.error(node, "FullyConnected weights must be 2-D")
+    wck = ctx.transpose(w, [pk[1], pk[0]])  # MatMul wants [C, K]
     ctx.add("MatMul", [a2, wck], node.id)
     sa, sw = ctx.shapes.get(a2) or [None, None], ctx.shapes.get(wck) or [None, None]
     ctx.set_info(node.id, [sa[0], sw[1]], ctx.dtypes.get(a))
