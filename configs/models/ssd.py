@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # keras is imported lazily so that importing this module stays cheap
-    import keras
+    import keras  # type: ignore[import-untyped]
 
 INPUT_SIZE = 300
 ANCHORS_PER_CELL = 3
@@ -41,7 +41,7 @@ def build_model(num_classes: int = 21, seed: int = 0) -> keras.Model:
     The same ``(num_classes, seed)`` always gives the same weights. BatchNormalization layers get
     non-trivial moving statistics drawn from a seeded RNG, so freezing really has to fold them.
     """
-    import keras
+    import keras  # type: ignore[import-untyped]
     import numpy as np
 
     if num_classes < 2:
@@ -84,7 +84,7 @@ def build_model(num_classes: int = 21, seed: int = 0) -> keras.Model:
 
 def _randomize_batchnorm(model: Any, rng: Any) -> None:
     """Give every BatchNormalization layer plausible, non-identity statistics (seeded)."""
-    import keras
+    import keras  # type: ignore[import-untyped]
 
     for layer in model.layers:
         if not isinstance(layer, keras.layers.BatchNormalization):

@@ -107,6 +107,7 @@ def _resolve(source: str, base_dir: Path) -> Path:
 
 def _run_builder(file_part: str, func_name: str, base_dir: Path, seed: int) -> Any:
     """Import the builder file by path, seed python/numpy/TF, call the function, check the result."""
+    require("tensorflow")  # first: quiets TF's C++ logs and gives the right install hint
     keras = require("keras")
     path = _resolve(file_part, base_dir)
     # A unique module name per file keeps two builder files with the same name apart.
@@ -156,6 +157,7 @@ def _run_builder(file_part: str, func_name: str, base_dir: Path, seed: int) -> A
 
 
 def _load_keras(path: Path) -> Any:
+    require("tensorflow")
     keras = require("keras")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -242,20 +244,17 @@ def _freeze_concrete(concrete: Any, input_names: list[str], output_names: list[s
                      output_tensors: list[Any] | None = None) -> Signature:
     """Constant-fold a concrete function, rename its I/O nodes, prune, write, describe."""
     tf = require("tensorflow")
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (  # type: ignore[import-untyped]
+        convert_variables_to_constants_v2,
+    )
 
     input_tensors = input_tensors or [t for t in concrete.inputs if t.dtype != tf.resource][:len(input_names)]
     output_tensors = output_tensors or list(concrete.outputs)
-    in_names = [t.name for t in input_tensors]
-    out_names = [t.name for t in output_tensors]
     frozen = convert_variables_to_constants_v2(concrete)
-    graph_def = frozen.graph.as_graph_def()
-    # convert_variables_to_constants_v2 keeps tensor names of the original function graph, so the
-    # names recorded above identify the same placeholders/outputs in the frozen graph.
-    renames = {_node(n): new for n, new in zip(in_names, input_names, strict=True)}
-    graph_def = _rename_nodes(graph_def, renames)
-    graph_def = _name_outputs(graph_def, [renames.get(_node(n), _node(n)) + _port(n) for n in out_names],
-                              output_names)
+    # convert_variables_to_constants_v2 keeps the tensor names of the function graph, so the
+    # tensors recorded above identify the same placeholders/outputs in the frozen graph.
+    graph_def = _attach_io(frozen.graph.as_graph_def(), input_tensors, input_names,
+                           output_tensors, output_names)
     graph_def = _canonicalize(graph_def, output_names)
     data = graph_def.SerializeToString(deterministic=True)
     signature = _describe(graph_def, input_names, output_names)
@@ -268,56 +267,29 @@ def _node(tensor_name: str) -> str:
     return tensor_name.lstrip("^").split(":")[0]
 
 
-def _port(tensor_name: str) -> str:
-    _, sep, port = tensor_name.partition(":")
-    return f":{port}" if sep and port != "0" else ""
-
-
-def _rename_nodes(graph_def: Any, renames: dict[str, str]) -> Any:
-    """Rename nodes (and every reference to them) in a copy of ``graph_def``."""
-    renames = {old: new for old, new in renames.items() if old != new}
-    if not renames:
-        return graph_def
-    out = type(graph_def)()
-    out.CopyFrom(graph_def)
-    taken = {n.name for n in out.node} - set(renames)
-    for new in renames.values():
-        if new in taken:  # an internal node already uses the wanted name: move it out of the way
-            i = 1
-            while f"{new}_{i}" in taken or f"{new}_{i}" in renames.values():
-                i += 1
-            renames[new] = f"{new}_{i}"
-            taken.discard(new)
-    for node in out.node:
+def _attach_io(graph_def: Any, in_tensors: list[Any], input_names: list[str],
+               out_tensors: list[Any], output_names: list[str]) -> Any:
+    """Rename the input placeholders and add one ``Identity`` per output, named as wanted."""
+    names = {n.name for n in graph_def.node}
+    renames = {_node(t.name): new for t, new in zip(in_tensors, input_names, strict=True)}
+    for wanted in set(input_names + output_names) & names - set(renames):
+        # An internal node already has a wanted I/O name: move it out of the way.
+        i = 1
+        while f"{wanted}_{i}" in names:
+            i += 1
+        renames[wanted] = f"{wanted}_{i}"
+        names.add(renames[wanted])
+    for node in graph_def.node:  # simultaneous rename: each name is looked up once
         node.name = renames.get(node.name, node.name)
         for i, inp in enumerate(node.input):
-            ctrl = inp.startswith("^")
-            name, sep, port = inp.lstrip("^").partition(":")
+            ctrl, (name, sep, port) = inp.startswith("^"), inp.lstrip("^").partition(":")
             if name in renames:
-                node.input[i] = ("^" if ctrl else "") + renames[name] + (sep + port if sep else "")
-    return out
-
-
-def _name_outputs(graph_def: Any, tensors: list[str], names: list[str]) -> Any:
-    """Make node ``names[i]`` (an Identity) produce tensor ``tensors[i]``."""
-    by_name = {n.name: n for n in graph_def.node}
-    renames: dict[str, str] = {}
-    extra: list[tuple[str, str]] = []
-    for tensor, name in zip(tensors, names, strict=True):
-        node = by_name.get(_node(tensor))
-        if (node is not None and node.op == "Identity" and not _port(tensor)
-                and node.name not in renames and tensors.count(tensor) == 1):
-            renames[node.name] = name
-        else:
-            extra.append((tensor, name))
-    graph_def = _rename_nodes(graph_def, renames)
-    for tensor, name in extra:
-        src = renames.get(_node(tensor), _node(tensor)) + _port(tensor)
-        src_node = next(n for n in graph_def.node if n.name == _node(src))
-        new = graph_def.node.add(name=name, op="Identity", input=[src])
-        dtype = src_node.attr.get("T") or src_node.attr.get("dtype")
-        if dtype is not None:
-            new.attr["T"].CopyFrom(dtype)
+                node.input[i] = ("^" if ctrl else "") + renames[name] + sep + port
+    for tensor, name in zip(out_tensors, output_names, strict=True):
+        src, sep, port = tensor.name.partition(":")
+        node = graph_def.node.add(name=name, op="Identity",
+                                  input=[renames.get(src, src) + (sep + port if port != "0" else "")])
+        node.attr["T"].type = tensor.dtype.as_datatype_enum
     return graph_def
 
 
