@@ -66,7 +66,7 @@ def tf_to_onnx(pb_path: Path, signature: dict[str, Any], out_path: Path, *, opse
 
     rename = {f"{n}:0": n for n in in_names + out_names}
     errors: list[str] = []
-    with _capture_errors("tf2onnx", errors), _quiet_stdout():
+    with _capture_errors("tf2onnx", errors), _quiet_stdout(), _tf_deprecations_silenced():
         try:
             model, _ = tf2onnx.convert.from_graph_def(
                 graph_def, name=pb_path.stem, input_names=[f"{n}:0" for n in in_names],
@@ -117,6 +117,18 @@ def _quiet_stdout() -> Iterator[None]:
         yield
     if buf.getvalue().strip():
         log.info("tf2onnx stdout: %s", buf.getvalue().strip())
+
+
+@contextlib.contextmanager
+def _tf_deprecations_silenced() -> Iterator[None]:
+    """tf2onnx calls TF1 APIs that log deprecation warnings on every conversion: pure noise here."""
+    try:
+        from tensorflow.python.util import deprecation  # type: ignore[import-untyped]
+    except ImportError:  # private module moved: conversion still works, just noisier
+        yield
+        return
+    with deprecation.silence():
+        yield
 
 
 def _check_supported(model: Any, pb_path: Path, errors: list[str]) -> None:
