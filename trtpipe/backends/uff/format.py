@@ -15,10 +15,15 @@ import math
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import DecodeError, Message
 
-from trtpipe.errors import InvalidArtifact
+from trtpipe.errors import BackendUnavailable, InvalidArtifact
+
+try:  # protobuf is light and comes with onnx/tensorflow; it is not a core dependency
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf.message import DecodeError, Message
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise BackendUnavailable(f"protobuf is not installed ({_exc}); it is needed to read/write UFF",
+                             hint="pip install 'trtpipe[ort]' (or pip install protobuf)") from _exc
 
 # ----------------------------------------------------------------------------- schema
 
