@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from trtpipe import api
 from trtpipe.errors import ConfigError, InvalidArtifact
@@ -35,12 +36,28 @@ def cmd_run(args: argparse.Namespace) -> int:
                 console.print("[green]--frozen: everything is up to date with the lock file[/]")
         elif result.lock_path:
             console.print(f"lock file: {result.lock_path}")
-        _after_run(result, console)
+        if not args.frozen:
+            _after_run(result, console, args.pipeline)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
-def _after_run(result: api.RunResult, console: object) -> None:
-    """Hook for reports produced after a run (benchmark tables, HTML page)."""
+def _after_run(result: api.RunResult, console: Any, pipeline_path: str) -> None:
+    """Print each benchmark's batch table and write the HTML run report."""
+    from trtpipe.report_html import format_console_table
+    from trtpipe.run_report import write_report
+
+    for st in result.stages:
+        if st.kind == "benchmark" and st.status in ("built", "cached") and "results" in st.outputs:
+            res = json.loads(Path(st.outputs["results"]["path"]).read_bytes())
+            console.print(format_console_table(res["series"]))
+            for label, mc in res.get("marginal_cost", {}).items():
+                console.print(f"  {label}: each extra sample adds {mc['slope_ms_per_sample']:.2f} ms "
+                              f"(fixed {mc['intercept_ms']:.2f} ms, r2 {mc['r2']:.3f})")
+            if "plot" in st.outputs:
+                console.print(f"plot: {st.outputs['plot']['path']}")
+    if any(st.status in ("built", "failed") for st in result.stages) or any(st.kind == "benchmark" for st in result.stages):
+        path = write_report(api.validate(pipeline_path), result)
+        console.print(f"report: {path.parent / 'report.html'} -> {path.name}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

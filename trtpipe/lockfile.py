@@ -68,10 +68,19 @@ class LockFile:
             }
         if full:
             stages = {n: e for n, e in stages.items() if n in pipeline.stages}
+        extras = {k: v for k, v in self.data.items() if k == "report"}
         self.data = {"format": LOCK_FORMAT, "pipeline": pipeline.name,
                      "pipeline_file": pipeline.config.path.name,
                      "store": _rel(Path(pipeline.config.doc["store"]), Path(".")),
-                     "stages": {n: stages[n] for n in sorted(stages, key=_order_key(pipeline))}}
+                     "stages": {n: stages[n] for n in sorted(stages, key=_order_key(pipeline))}, **extras}
+        atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=False) + "\n").encode())
+
+
+    def set_extra(self, name: str, value: Any) -> None:
+        """Record a pipeline-level artifact (e.g. the latest run report) in the lock file."""
+        if not self.data:
+            return
+        self.data[name] = value
         atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=False) + "\n").encode())
 
 

@@ -29,7 +29,8 @@ def console_for(stream: IO[str]) -> Console:
         out: IO[str] = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
     except (OSError, ValueError, AttributeError):  # not a real file (pytest capture, StringIO)
         out = stream
-    return Console(file=out, highlight=False, soft_wrap=True)
+    width = None if stream.isatty() else 160  # logs and CI: wide enough for the tables
+    return Console(file=out, highlight=False, soft_wrap=True, width=width)
 
 
 class ConsoleReporter:
