@@ -97,11 +97,16 @@ class _Builder:
     def build(self, node: yaml.Node, json_path: JsonPath = (), depth: int = 0) -> Any:
         self.visited += 1
         if self.visited > MAX_NODES:
+            # Aliases share their anchor's node, so this points at the anchored value being repeated.
+            line, col = _mark(node)
             raise ConfigError(
-                f"{self.path}: the YAML expands to more than {MAX_NODES} values (alias/anchor bomb?)",
+                f"{self.path}:{line}:{col}: {format_json_path(json_path)}: the YAML expands to more than "
+                f"{MAX_NODES} values (alias/anchor bomb?)",
                 hint="remove the recursive or repeated aliases (*name) from the file")
         if depth > MAX_DEPTH:
-            raise ConfigError(f"{self.path}:{_mark(node)[0]}: YAML nested deeper than {MAX_DEPTH} levels")
+            line, col = _mark(node)
+            raise ConfigError(f"{self.path}:{line}:{col}: {format_json_path(json_path)}: "
+                              f"YAML nested deeper than {MAX_DEPTH} levels")
         self.positions.setdefault(json_path, _mark(node))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, json_path, depth)
@@ -179,7 +184,12 @@ def read_yaml(path: Path) -> tuple[Any, dict[JsonPath, tuple[int, int]]]:
         raise ConfigError(f"{path}:1:1: the pipeline file is empty",
                           hint="start from the README's example pipeline")
     builder = _Builder(path)
-    data = builder.build(node)
+    try:
+        data = builder.build(node)
+    finally:
+        # The shared scalar constructor memoises every node it saw; drop them so a long-lived
+        # process (an IDE, a test session) does not keep every file it ever loaded alive.
+        _SCALARS.constructed_objects.clear()
     if builder.errors:
         raise ConfigError(builder.errors[0], errors=builder.errors)
     return data, builder.positions
@@ -234,8 +244,10 @@ def _explain(err: Any, root: dict[str, Any]) -> list[tuple[JsonPath, str]]:
     if err.validator == "oneOf" and err.context:
         best = min(err.context, key=lambda e: len(list(e.absolute_path)))
         return [(path, f"{json.dumps(err.instance, default=str)[:60]} is not valid here: {best.message}")]
-    if err.validator == "propertyNames":
-        return [(path, f"invalid stage name: {err.message}; use letters, digits, '_' and '-'")]
+    if "propertyNames" in err.schema_path:
+        # jsonschema reports a bad key as a `pattern` error on the parent object: point at the key.
+        return [((*path, str(err.instance)), f"invalid stage name {json.dumps(err.instance)}: "
+                 "use letters, digits, '_' and '-', starting with a letter or digit")]
     return [(path, err.message)]
 
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 #: A builder with every layer type the SSD model uses, but 16x16 input and two small outputs.
 TINY_BUILDER = '''
 def build(seed=0):
-    import keras
+    import keras  # type: ignore[import-untyped]
     import numpy as np
     L = keras.layers
     image = keras.Input((16, 16, 3), name="image")
@@ -51,7 +51,7 @@ def not_a_model():
 
 def make_tiny_model(seed: int = 0) -> Any:
     """The Keras model the tiny builder returns for ``seed`` (reference for numeric checks)."""
-    import keras
+    import keras  # type: ignore[import-untyped]
 
     namespace: dict[str, Any] = {}
     exec(compile(TINY_BUILDER, "tiny_builder.py", "exec"), namespace)  # noqa: S102 - our own text

@@ -31,7 +31,7 @@ def test_conversion_names_batch_and_info(tiny_onnx: tuple[Path, dict[str, Any]],
 @pytest.mark.parametrize("batch", [1, 7])
 def test_onnxruntime_matches_tensorflow(batch: int, helpers: Any, tiny_onnx: tuple[Path, dict[str, Any]],
                                         tf_reference: Callable[[np.ndarray], dict[str, np.ndarray]]) -> None:
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     session = ort.InferenceSession(tiny_onnx[0].read_bytes(), providers=["CPUExecutionProvider"])
     x = helpers.images(batch, seed=10 + batch)
@@ -43,7 +43,7 @@ def test_onnxruntime_matches_tensorflow(batch: int, helpers: Any, tiny_onnx: tup
 
 
 def _graph_pb(tmp_path: Path, build: Callable[[Any], None]) -> tuple[Path, dict[str, Any]]:
-    import tensorflow as tf
+    import tensorflow as tf  # type: ignore[import-untyped]
 
     from trtpipe.backends import tf as tfb
 
@@ -69,15 +69,17 @@ def test_unsupported_op_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "g.onnx").exists()
 
 
-def test_small_graph_converts_with_fixed_names(tmp_path: Path) -> None:
+def test_small_graph_converts_with_fixed_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     def matmul(tf: Any) -> None:
         x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="features")
         w = tf.constant(np.arange(6, dtype=np.float32).reshape(3, 2))
         tf.identity(tf.nn.relu(tf.matmul(x, w)), name="logits")
 
     pb, sig = _graph_pb(tmp_path, matmul)
+    capsys.readouterr()
     onnxb.tf_to_onnx(pb, sig, tmp_path / "m.onnx", opset=13)
-    import onnxruntime as ort
+    assert capsys.readouterr().out == ""  # converter chatter goes to logging, never to stdout
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     x = np.array([[1, -2, 3], [0, 1, 0]], dtype=np.float32)

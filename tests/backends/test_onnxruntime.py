@@ -47,7 +47,7 @@ def test_engine_matches_tensorflow(batch: int, helpers: Any, engine: ortb.Engine
 
 def test_engine_rejects_bad_feeds_before_running(engine: ortb.Engine) -> None:
     ok = np.zeros((2, 16, 16, 3), np.float32)
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str]] = {
         "batch": ({"image": np.zeros((9, 16, 16, 3), np.float32)},
                   "input 'image': expected [N≤8, 16, 16, 3] float32, got [9, 16, 16, 3] float32"),
         "dtype": ({"image": ok.astype(np.float64)},
@@ -141,7 +141,7 @@ def test_ssd_model_end_to_end(helpers: Any, tmp_path: Path) -> None:
 def test_ssd_model_is_small_and_uses_allowed_layers(helpers: Any) -> None:
     import importlib.util
 
-    import keras
+    import keras  # type: ignore[import-untyped]
 
     spec = importlib.util.spec_from_file_location("ssd_under_test", helpers.repo / "configs/models/ssd.py")
     assert spec is not None and spec.loader is not None

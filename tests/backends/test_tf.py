@@ -42,7 +42,7 @@ def test_builder_freeze_signature_and_numerics(h: Any, tiny_frozen: tuple[Path, 
     # 4x4 cells x 2 anchors = 32 anchors
     assert sig["outputs"][0]["shape"] == [None, 32, 3] and sig["outputs"][1]["shape"] == [None, 32, 4]
     assert sig["tensorflow"] == tfb.version()
-    import tensorflow as tf
+    import tensorflow as tf  # type: ignore[import-untyped]
 
     graph_def = tf.compat.v1.GraphDef()
     graph_def.ParseFromString(pb.read_bytes())
@@ -107,7 +107,7 @@ def test_runner_reuses_session_across_batch_sizes(h: Any, tiny_frozen: tuple[Pat
 
 
 def _v1_graph_bytes(build: Any) -> bytes:
-    import tensorflow as tf
+    import tensorflow as tf  # type: ignore[import-untyped]
 
     graph = tf.Graph()
     with graph.as_default():
@@ -165,7 +165,7 @@ def test_bad_sources(tiny_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("ext", ["keras", "h5"])
 def test_unsafe_lambda_is_refused(ext: str, tmp_path: Path) -> None:
-    import keras
+    import keras  # type: ignore[import-untyped]
 
     model = keras.Sequential([keras.Input((4,), name="a"), keras.layers.Lambda(lambda t: t * 2.0)])
     model.save(tmp_path / f"lam.{ext}")

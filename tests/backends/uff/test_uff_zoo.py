@@ -110,7 +110,7 @@ def test_tf_uff_onnx_matches_tensorflow(name: str) -> None:
         want = frozen.tf_run(x)
         got = ort_run(onnx_model, {"image": x})
         assert len(got) == len(want)
-        for g, w in zip(got, want):
+        for g, w in zip(got, want, strict=True):
             assert g.shape == w.shape
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 

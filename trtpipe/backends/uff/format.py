@@ -19,8 +19,15 @@ import numpy as np
 from trtpipe.errors import BackendUnavailable, InvalidArtifact
 
 try:  # protobuf is light and comes with onnx/tensorflow; it is not a core dependency
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    from google.protobuf.message import DecodeError, Message
+    from google.protobuf import (  # type: ignore[import-untyped,unused-ignore]
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+    )
+    from google.protobuf.message import (  # type: ignore[import-untyped,unused-ignore]
+        DecodeError,
+        Message,
+    )
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     raise BackendUnavailable(f"protobuf is not installed ({_exc}); it is needed to read/write UFF",
                              hint="pip install 'trtpipe[ort]' (or pip install protobuf)") from _exc

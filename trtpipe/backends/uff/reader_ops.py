@@ -3,7 +3,6 @@ and records that tensor's shape/dtype in the context (ranks are needed to interp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,21 @@ import numpy as np
 
 from trtpipe.backends.uff import format as fmt
 from trtpipe.backends.uff.reader import ReaderContext, Shape
+from trtpipe.backends.uff.reader_shape_ops import (
+    argminmax,
+    concat,
+    expand_dims,
+    flatten,
+    gather,
+    pad,
+    reduce,
+    reshape,
+    shape,
+    squeeze,
+    stack,
+    strided_slice,
+    transpose,
+)
 from trtpipe.errors import UnsupportedOp
 
 Handler = Callable[[ReaderContext, Any], None]
@@ -141,12 +155,13 @@ def conv_transpose(ctx: ReaderContext, node: Any) -> None:
     if sc is None or any(d is None for d in sc[2:]):
         raise UnsupportedOp(f"{ctx.where(node)}: input spatial size must be static", node=node.id,
                             path=ctx.path)
+    in_sp = [int(d) for d in sc[2:] if d is not None]
     attrs, _ = _window_attrs(ctx, node, nsp)
     same = attrs.pop("auto_pad", None) is not None
     attrs.pop("pads", None)
     pads_b, pads_e, out_pad = [], [], []
     for i in range(nsp):
-        full = (sc[2 + i] - 1) * attrs["strides"][i] + wc.shape[2 + i]
+        full = (in_sp[i] - 1) * attrs["strides"][i] + wc.shape[2 + i]
         total = full - target_cf[2 + i]
         begin = max(total, 0) // 2 if same else 0
         pads_b.append(begin)
@@ -155,7 +170,9 @@ def conv_transpose(ctx: ReaderContext, node: Any) -> None:
     wname = ctx.constant(np.ascontiguousarray(np.swapaxes(wc, 0, 1)), "kernel")
     y = ctx.add("ConvTranspose", [xc, wname], pads=pads_b + pads_e, output_padding=out_pad,
                 **attrs)
-    _from_cf(ctx, node, y, perm, [sc[0], int(wc.shape[0])] + target_cf[2:], ctx.dtypes.get(x))
+    out_shape: list[int | None] = [sc[0], int(wc.shape[0])]
+    out_shape += target_cf[2:]
+    _from_cf(ctx, node, y, perm, out_shape, ctx.dtypes.get(x))
 
 
 def pool(ctx: ReaderContext, node: Any) -> None:
@@ -202,7 +219,7 @@ def _broadcast(a: Shape, b: Shape) -> Shape:
     if a is None or b is None:
         return None
     out: list[int | None] = []
-    for x, y in zip([1] * (len(b) - len(a)) + list(a), [1] * (len(a) - len(b)) + list(b)):
+    for x, y in zip([1] * (len(b) - len(a)) + list(a), [1] * (len(a) - len(b)) + list(b), strict=True):
         out.append(y if x == 1 else x if y == 1 else x if x is not None else y)
     return out
 
@@ -244,7 +261,7 @@ def activation(ctx: ReaderContext, node: Any) -> None:
     x = ctx.input(node, 0)
     func = ctx.field(node, "func", required=True)
     if func == "relu6":
-        lo, hi = ctx.constant(np.float32(0.0), "zero"), ctx.constant(np.float32(6.0), "six")
+        lo, hi = ctx.constant(np.array(0.0, np.float32), "zero"), ctx.constant(np.array(6.0, np.float32), "six")
         ctx.add("Clip", [x, lo, hi], node.id)
     elif func in _ACT:
         ctx.add(_ACT[func], [x], node.id)
@@ -278,200 +295,6 @@ def batch_norm(ctx: ReaderContext, node: Any) -> None:
     params = [ctx.input(node, i) for i in range(1, 5)]
     y = ctx.add("BatchNormalization", [xc] + params, epsilon=float(ctx.field(node, "epsilon", 1e-5)))
     _from_cf(ctx, node, y, perm, ctx.shapes.get(xc), ctx.dtypes.get(x))
-
-
-def _int64_operand(ctx: ReaderContext, name: str) -> str:
-    value = ctx.const(name)
-    if value is not None:
-        return ctx.int64s(np.ravel(value), "shape")
-    return ctx.add("Cast", [name], to=_INT64)
-
-
-def reshape(ctx: ReaderContext, node: Any) -> None:
-    x, s = ctx.input(node, 0), ctx.input(node, 1)
-    ctx.add("Reshape", [x, _int64_operand(ctx, s)], node.id)
-    value = ctx.const(s)
-    ctx.set_info(node.id, None if value is None else
-                 [None if int(v) < 0 else int(v) for v in np.ravel(value)], ctx.dtypes.get(x))
-
-
-def flatten(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    ctx.add("Flatten", [x], node.id, axis=1)
-    s = ctx.shapes.get(x)
-    rest = None if s is None or any(d is None for d in s[1:]) else math.prod(s[1:])  # type: ignore[misc]
-    ctx.set_info(node.id, [None if s is None else s[0], rest], ctx.dtypes.get(x))
-
-
-def _norm_axis(ctx: ReaderContext, node: Any, axis: int, rank: int) -> int:
-    if not -rank <= axis < rank:
-        raise ctx.error(node, f"axis {axis} out of range for rank {rank}")
-    return axis % rank
-
-
-def squeeze(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    axes = [int(a) for a in ctx.field(node, "axes", [])]
-    s = ctx.shapes.get(x)
-    if axes:
-        rank = ctx.rank(node, x)
-        axes = [_norm_axis(ctx, node, a, rank) for a in axes]
-        ctx.add("Squeeze", [x, ctx.int64s(axes, "axes")], node.id)
-        out = None if s is None else [d for i, d in enumerate(s) if i not in axes]
-    else:
-        ctx.add("Squeeze", [x], node.id)
-        out = None if s is None or None in s else [d for d in s if d != 1]
-    ctx.set_info(node.id, out, ctx.dtypes.get(x))
-
-
-def expand_dims(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    s = ctx.shapes.get(x)
-    axis = int(ctx.field(node, "axis", required=True))
-    rank = ctx.rank(node, x) + 1
-    axis = _norm_axis(ctx, node, axis, rank)
-    ctx.add("Unsqueeze", [x, ctx.int64s([axis], "axes")], node.id)
-    ctx.set_info(node.id, None if s is None else s[:axis] + [1] + s[axis:], ctx.dtypes.get(x))
-
-
-def concat(ctx: ReaderContext, node: Any) -> None:
-    ins = list(node.inputs)
-    if not ins:
-        raise ctx.error(node, "Concat has no inputs")
-    rank = ctx.rank(node, ins[0])
-    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", required=True)), rank)
-    ctx.add("Concat", ins, node.id, axis=axis)
-    shapes = [ctx.shapes.get(i) for i in ins]
-    out = None
-    if all(s is not None and len(s) == rank for s in shapes):
-        out = list(shapes[0])  # type: ignore[arg-type]
-        dims = [s[axis] for s in shapes]  # type: ignore[index]
-        out[axis] = None if None in dims else sum(dims)  # type: ignore[arg-type]
-    ctx.set_info(node.id, out, ctx.dtypes.get(ins[0]))
-
-
-def stack(ctx: ReaderContext, node: Any) -> None:
-    ins = list(node.inputs)
-    if not ins:
-        raise ctx.error(node, "Stack has no inputs")
-    rank = ctx.rank(node, ins[0]) + 1
-    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", 0)), rank)
-    parts = [ctx.add("Unsqueeze", [i, ctx.int64s([axis], "axes")]) for i in ins]
-    ctx.add("Concat", parts, node.id, axis=axis)
-    s = ctx.shapes.get(ins[0])
-    ctx.set_info(node.id, None if s is None else s[:axis] + [len(ins)] + s[axis:],
-                 ctx.dtypes.get(ins[0]))
-
-
-def pad(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    p = ctx.need_const(node, 1, "the paddings").astype(np.int64)
-    rank = ctx.rank(node, x)
-    if p.shape != (rank, 2):
-        raise ctx.error(node, f"paddings shape {list(p.shape)}, expected [{rank}, 2]")
-    ctx.add("Pad", [x, ctx.int64s(list(p[:, 0]) + list(p[:, 1]), "pads")], node.id)
-    s = ctx.shapes.get(x)
-    ctx.set_info(node.id, None if s is None else
-                 [None if d is None else d + int(a) + int(b) for d, (a, b) in zip(s, p)],
-                 ctx.dtypes.get(x))
-
-
-def transpose(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    perm = [int(v) for v in ctx.field(node, "permutation", required=True)]
-    if sorted(perm) != list(range(ctx.rank(node, x))):
-        raise ctx.error(node, f"permutation {perm} does not fit the input rank")
-    ctx.add("Transpose", [x], node.id, perm=perm)
-    s = ctx.shapes.get(x)
-    ctx.set_info(node.id, None if s is None else [s[p] for p in perm], ctx.dtypes.get(x))
-
-
-_REDUCE = {"sum": "ReduceSum", "prod": "ReduceProd", "max": "ReduceMax", "min": "ReduceMin",
-           "mean": "ReduceMean"}
-
-
-def reduce(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    func = ctx.field(node, "func", required=True)
-    if func not in _REDUCE:
-        raise ctx.error(node, f"reduce func {func!r} unknown")
-    rank = ctx.rank(node, x)
-    axes = sorted({_norm_axis(ctx, node, int(a), rank) for a in ctx.field(node, "axes", [])})
-    keep = int(bool(ctx.field(node, "keepdims", False)))
-    op = _REDUCE[func]
-    if not axes:
-        ctx.add("Identity", [x], node.id)
-    elif op == "ReduceSum" or ctx.opset >= 18:
-        ctx.add(op, [x, ctx.int64s(axes, "axes")], node.id, keepdims=keep)
-    else:
-        ctx.add(op, [x], node.id, axes=axes, keepdims=keep)
-    s = ctx.shapes.get(x)
-    out = None if s is None else [1 if i in axes else d for i, d in enumerate(s)
-                                  if keep or i not in axes]
-    ctx.set_info(node.id, out, ctx.dtypes.get(x))
-
-
-def strided_slice(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    begin, end, strides = (np.ravel(ctx.need_const(node, i, w)).astype(np.int64).tolist()
-                           for i, w in ((1, "begin"), (2, "end"), (3, "strides")))
-    bm, em, sm = (int(ctx.field(node, k, 0)) for k in ("begin_mask", "end_mask", "shrink_axis_mask"))
-    n = len(begin)
-    if len(end) != n or len(strides) != n or 0 in strides or n > ctx.rank(node, x):
-        raise ctx.error(node, f"begin/end/strides {begin}/{end}/{strides} are inconsistent")
-    big = np.iinfo(np.int64).max
-    starts, ends, shrink = [], [], []
-    for i in range(n):
-        st, b, e = strides[i], begin[i], end[i]
-        if sm >> i & 1:
-            starts.append(b)
-            ends.append(big if b == -1 else b + 1)
-            strides[i] = 1
-            shrink.append(i)
-            continue
-        starts.append((0 if st > 0 else -1) if bm >> i & 1 else b)
-        ends.append((big if st > 0 else -big) if em >> i & 1 else e)
-    sliced = ctx.add("Slice", [x, ctx.int64s(starts, "starts"), ctx.int64s(ends, "ends"),
-                               ctx.int64s(range(n), "axes"), ctx.int64s(strides, "steps")])
-    s = ctx.shapes.get(x)
-    out: Shape = None
-    if s is not None:
-        out = list(s)
-        for i in range(n):
-            out[i] = None if s[i] is None else len(range(*slice(
-                starts[i], ends[i] if abs(ends[i]) < big else None, strides[i]).indices(s[i])))
-        out = [d for i, d in enumerate(out) if i not in shrink]
-    if shrink:
-        ctx.add("Squeeze", [sliced, ctx.int64s(shrink, "axes")], node.id)
-    else:
-        ctx.add("Identity", [sliced], node.id)
-    ctx.set_info(node.id, out, ctx.dtypes.get(x))
-
-
-def shape(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    ctx.add("Cast", [ctx.add("Shape", [x])], node.id, to=_INT32)  # TF's Shape is int32
-    s = ctx.shapes.get(x)
-    ctx.set_info(node.id, None if s is None else [len(s)], _INT32)
-
-
-def gather(ctx: ReaderContext, node: Any) -> None:
-    params, idx = ctx.input(node, 0), ctx.input(node, 1)
-    rank = ctx.rank(node, params)
-    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", 0)), rank)
-    ctx.add("Gather", [params, idx], node.id, axis=axis)
-    sp, si = ctx.shapes.get(params), ctx.shapes.get(idx)
-    ctx.set_info(node.id, None if sp is None or si is None else sp[:axis] + si + sp[axis + 1:],
-                 ctx.dtypes.get(params))
-
-
-def argminmax(ctx: ReaderContext, node: Any) -> None:
-    x = ctx.input(node, 0)
-    rank = ctx.rank(node, x)
-    axis = _norm_axis(ctx, node, int(ctx.field(node, "axis", required=True)), rank)
-    ctx.add(node.operation, [x], node.id, axis=axis, keepdims=0)
-    s = ctx.shapes.get(x)
-    ctx.set_info(node.id, None if s is None else s[:axis] + s[axis + 1:], _INT64)
 
 
 def input_node(ctx: ReaderContext, node: Any) -> None:

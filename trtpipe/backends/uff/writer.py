@@ -99,7 +99,7 @@ def d_i(v: int) -> Any:
     return fmt.Data(i=int(v))
 
 
-def d_d(v: float) -> Any:
+def d_d(v: Any) -> Any:
     """``Data{d}`` holding a float32 attribute widened to double, as the converter wrote it."""
     return fmt.Data(d=float(np.float32(v)))
 
@@ -254,8 +254,9 @@ class Converter:
                     and s.tolist() == [1] and self.attr(node, "shrink_axis_mask", 0) == 1):
                 return np.array(-1, dtype=np.int32)
             return None
-        vals = [self.const_value(i) for i in ins]
-        if any(v is None for v in vals):
+        maybe = [self.const_value(i) for i in ins]
+        vals = [v for v in maybe if v is not None]
+        if len(vals) != len(maybe):
             return None
         try:
             if node.op == "Identity":

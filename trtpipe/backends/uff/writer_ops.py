@@ -9,9 +9,7 @@ from typing import Any
 import numpy as np
 
 from trtpipe.backends.uff import format as fmt
-from trtpipe.backends.uff.writer import (
-    Converter, d_b, d_d, d_dtype, d_i, d_ilist, d_s, plugin_field,
-)
+from trtpipe.backends.uff.writer import Converter, d_b, d_d, d_dtype, d_i, d_ilist, d_s, plugin_field
 
 BINARY = {"Add": "add", "AddV2": "add", "Sub": "sub", "Mul": "mul", "RealDiv": "div",
           "Div": "div", "Minimum": "min", "Maximum": "max", "Pow": "pow"}
@@ -363,7 +361,10 @@ def convert_node(cv: Converter, name: str) -> list[str]:
         cv.add_node(name, "_" + spec.op, ins, fields)
         return ins
     if node.op == "Const":
-        cv.add_const(name, cv.const_value(name))
+        value = cv.const_value(name)
+        if value is None:
+            raise cv.unsupported(node, "Const without a readable value")
+        cv.add_const(name, value)
         return []
     if node.op == "Identity":
         x = cv.data_inputs(node)[0]
