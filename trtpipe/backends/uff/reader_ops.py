@@ -28,8 +28,6 @@ from trtpipe.backends.uff.reader_shape_ops import (
 from trtpipe.errors import UnsupportedOp
 
 Handler = Callable[[ReaderContext, Any], None]
-_FLOAT = 1  # onnx.TensorProto.FLOAT
-_INT32, _INT64 = 6, 7
 _ONNX_OF_UFF = {fmt.DT_INT8: 3, fmt.DT_INT16: 5, fmt.DT_INT32: 6, fmt.DT_INT64: 7,
                 fmt.DT_FLOAT16: 10, fmt.DT_FLOAT32: 1}
 
