@@ -47,7 +47,7 @@ def _after_run(result: api.RunResult, console: Any, pipeline_path: str) -> None:
     from trtpipe.run_report import write_report
 
     for st in result.stages:
-        if st.kind == "benchmark" and st.status in ("built", "cached") and "results" in st.outputs:
+        if st.kind == "benchmark" and st.status in ("built", "cached", "measured") and "results" in st.outputs:
             res = json.loads(Path(st.outputs["results"]["path"]).read_bytes())
             console.print(format_console_table(res["series"]))
             for label, mc in res.get("marginal_cost", {}).items():
@@ -55,7 +55,7 @@ def _after_run(result: api.RunResult, console: Any, pipeline_path: str) -> None:
                               f"(fixed {mc['intercept_ms']:.2f} ms, r2 {mc['r2']:.3f})")
             if "plot" in st.outputs:
                 console.print(f"plot: {st.outputs['plot']['path']}")
-    if any(st.status in ("built", "failed") for st in result.stages) or any(st.kind == "benchmark" for st in result.stages):
+    if any(st.status in ("built", "measured", "failed") for st in result.stages):
         path = write_report(api.validate(pipeline_path), result)
         console.print(f"report: {path.parent / 'report.html'} -> {path.name}")
 

@@ -51,7 +51,7 @@ class LockFile:
         stages = dict(self.stages)
         base = self.path.parent
         for res in results:
-            if res.status not in ("built", "cached") or res.record is None or res.material is None:
+            if res.status not in ("built", "cached", "measured") or res.record is None or res.material is None:
                 continue
             mat = res.material
             stages[res.name] = {

@@ -15,7 +15,7 @@ from rich.table import Table
 from trtpipe.pipeline import StageSpec
 from trtpipe.runner import RunResult, StageResult
 
-_STYLE = {"built": "green", "cached": "cyan", "failed": "bold red", "skipped": "yellow", "stale": "magenta"}
+_STYLE = {"measured": "blue", "built": "green", "cached": "cyan", "failed": "bold red", "skipped": "yellow", "stale": "magenta"}
 
 
 def console_for(stream: IO[str]) -> Console:
@@ -53,9 +53,9 @@ class ConsoleReporter:
             self._status = None
         style = _STYLE.get(result.status, "")
         line = f"[{style}]{result.status:>7}[/] [bold]{result.name}[/] ({result.kind})"
-        if result.status == "built":
+        if result.status in ("built", "measured"):
             line += f" in {result.seconds:.1f}s"
-        if result.reason and (result.status in ("built", "stale", "skipped") or self.verbose):
+        if result.reason and (result.status in ("built", "stale", "skipped", "failed") or self.verbose):
             line += f" [dim]- {result.reason}[/]"
         self.console.print(line)
         if result.error:
@@ -66,7 +66,7 @@ class ConsoleReporter:
                 self.console.print(f"        [yellow]hint:[/] {result.hint}")
             if result.log:
                 self.console.print(f"        log: {result.log}")
-        if self.verbose and result.log and result.status in ("built", "failed") and Path(result.log).exists():
+        if self.verbose and result.log and result.status in ("built", "measured", "failed") and Path(result.log).exists():
             text = Path(result.log).read_bytes().decode("utf-8", "replace").rstrip()
             if text:
                 self.console.rule(f"log of {result.name}", style="dim")
@@ -83,7 +83,7 @@ def summary_table(result: RunResult, base: Path) -> Table:
     for st in result.stages:
         outs = "\n".join(Path(o["path"]).name for n, o in st.outputs.items() if n != "log")
         table.add_row(st.name, st.kind, f"[{_STYLE.get(st.status, '')}]{st.status}[/]",
-                      f"{st.seconds:.1f}" if st.status in ("built", "cached", "failed") else "", outs)
+                      f"{st.seconds:.1f}" if st.status in ("built", "cached", "measured", "failed") else "", outs)
     return table
 
 

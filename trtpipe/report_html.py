@@ -23,6 +23,7 @@ from trtpipe.errors import ConfigError
 STATUS_COLOURS = {
     "built": ("#e3f4e4", "#2e7d32"),
     "cached": ("#e3eefb", "#1565c0"),
+    "measured": ("#efe7fb", "#5e35b1"),
     "failed": ("#fde7e7", "#c62828"),
     "skipped": ("#f1f1f1", "#8a8a8a"),
 }
@@ -39,7 +40,7 @@ th,td{border:1px solid #d6d6d6;padding:3px 8px;text-align:left;vertical-align:to
 th{background:#f5f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#2e7d32;font-weight:600}.bad{color:#c62828;font-weight:600}.muted{color:#6e6e73}
 .status-built{color:#2e7d32}.status-cached{color:#1565c0}.status-failed{color:#c62828}
-.status-skipped{color:#8a8a8a}code{font-size:12px}dl{display:grid;grid-template-columns:max-content auto;
+.status-skipped{color:#8a8a8a}.status-measured{color:#5e35b1}code{font-size:12px}dl{display:grid;grid-template-columns:max-content auto;
 gap:2px 12px;margin:6px 0}dt{font-weight:600}dd{margin:0}img{max-width:100%;height:auto}
 pre.err{background:#fdf1f1;padding:6px;white-space:pre-wrap}
 """.strip()

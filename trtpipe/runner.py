@@ -34,7 +34,7 @@ class StageResult:
 
     name: str
     kind: str
-    status: str  # built | cached | failed | skipped | stale
+    status: str  # built | cached | measured | failed | skipped | stale
     seconds: float = 0.0
     key: str | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -296,7 +296,9 @@ class Runner:
                     return self._failed(spec, res, f"unexpected {type(exc).__name__}: {exc}",
                                         "this is a bug in trtpipe or a framework; the traceback is in the log",
                                         log_path, started)
-        res.status, res.record = "built", rec
+        # A measurement (benchmark) is not a build: a second run still reports every build cached.
+        res.status = "built" if spec.impl.cache_enabled(spec.params) else "measured"
+        res.record = rec
         res.seconds = time.perf_counter() - started
         links = self.store.link_outputs(self.p.name, spec.name, rec)
         res.outputs = {n: {**o, "path": links[n]} for n, o in rec["outputs"].items()}

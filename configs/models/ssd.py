@@ -2,15 +2,16 @@
 
 Referenced by the default pipeline as ``configs/models/ssd.py:build_model``. It deliberately uses
 only layer types that every trtpipe converter handles (the UFF writer included): Input, Conv2D,
-BatchNormalization, ReLU(max_value=6), ZeroPadding2D, DepthwiseConv2D, Reshape, Concatenate and
-Softmax. It is kept tiny (~0.1 M parameters) so the whole default pipeline (fp32/fp16/int8 builds,
+BatchNormalization, ReLU(max_value=6), ZeroPadding2D, DepthwiseConv2D, Activation(sigmoid),
+Reshape, Concatenate and Softmax. Boxes are decoded in the graph (sigmoid centre/size, then a
+fixed 1x1 convolution to corners), so detection metrics (IoU) are meaningful on its outputs. It is kept tiny (~0.1 M parameters) so the whole default pipeline (fp32/fp16/int8 builds,
 verification and benchmarks) runs in minutes on two CPU cores.
 
 Shapes (batch N is dynamic)::
 
     image  [N, 300, 300, 3] float32
     scores [N, 1383, num_classes] float32  (softmax over classes)
-    boxes  [N, 1383, 4] float32            (box regressions)
+    boxes  [N, 1383, 4] float32            (decoded corners x1, y1, x2, y2 in image units 0..1)
 
 1383 = 19*19*3 anchors on the stride-16 feature map + 10*10*3 on the stride-32 one.
 """
@@ -70,6 +71,8 @@ def build_model(num_classes: int = 21, seed: int = 0) -> keras.Model:
     for j, fmap in enumerate(features):
         cls = layers.Conv2D(ANCHORS_PER_CELL * num_classes, 3, padding="same", name=f"head{j}_cls")(fmap)
         box = layers.Conv2D(ANCHORS_PER_CELL * 4, 3, padding="same", name=f"head{j}_box")(fmap)
+        box = layers.Activation("sigmoid", name=f"head{j}_box_sigmoid")(box)  # (cx, cy, w, h) in 0..1
+        box = layers.Conv2D(ANCHORS_PER_CELL * 4, 1, name=f"head{j}_box_decode", trainable=False)(box)
         class_maps.append(layers.Reshape((-1, num_classes), name=f"head{j}_cls_reshape")(cls))
         box_maps.append(layers.Reshape((-1, 4), name=f"head{j}_box_reshape")(box))
 
@@ -79,7 +82,21 @@ def build_model(num_classes: int = 21, seed: int = 0) -> keras.Model:
     model = keras.Model(inputs=image, outputs=[scores, boxes], name="ssd_tiny")
 
     _randomize_batchnorm(model, np.random.default_rng(seed))
+    for j in range(len(features)):
+        _set_corner_decoder(model.get_layer(f"head{j}_box_decode"))
     return model
+
+
+def _set_corner_decoder(layer: Any) -> None:
+    """Fixed 1x1 conv weights mapping each anchor's (cx, cy, w, h) to (x1, y1, x2, y2)."""
+    import numpy as np
+
+    per_anchor = np.array([[1, 0, 1, 0],          # rows: cx, cy, w, h; columns: x1, y1, x2, y2
+                           [0, 1, 0, 1],
+                           [-0.5, 0, 0.5, 0],
+                           [0, -0.5, 0, 0.5]], dtype="float32")
+    kernel = np.kron(np.eye(ANCHORS_PER_CELL, dtype="float32"), per_anchor)[None, None]
+    layer.set_weights([kernel, np.zeros(kernel.shape[-1], dtype="float32")])
 
 
 def _randomize_batchnorm(model: Any, rng: Any) -> None:

@@ -33,7 +33,8 @@ class Serialize(Stage):
                                   hint="add a build stage and point serialize at it")
         src = inp.file("engine")
         report = read_json(inp.file("report"), "build report")
-        ext = src.suffix or ".engine"
+        # Objects in the store carry no extension: name the release file by what it is.
+        ext = ".plan" if report.get("backend") == "tensorrt" else ".onnx"
         out = ctx.out("engine", ext)
         # Binary copy, then re-hash: the file we ship is byte-for-byte the one that was built.
         with open(src, "rb") as fin, open(out, "wb") as fout:
