@@ -105,6 +105,9 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
-def print_json(obj: Any, stream: IO[str] = sys.stdout) -> None:
+def print_json(obj: Any, stream: IO[str] | None = None) -> None:
+    """Print ``obj`` as indented JSON to ``stream`` (default: the *current* ``sys.stdout``)."""
+    # Looked up at call time: a default bound at import would keep a stale (replaced or closed) stream.
+    stream = stream or sys.stdout
     stream.write(json.dumps(obj, indent=2, default=str) + "\n")
     stream.flush()
