@@ -1,96 +1,39 @@
-"""Helpers for the UFF tests: freeze tiny Keras models, run TF / ONNX Runtime, NVIDIA's fixtures."""
+"""Fixtures for the UFF tests: NVIDIA's reference lenet5 pair (.pb and the .uff its converter wrote)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-FIXTURES = Path("/work/shared/fixtures/uff-reference")
 HERE = Path(__file__).resolve().parent
-LENET_PB = FIXTURES / "lenet5.pb"
-LENET_UFF = FIXTURES / "lenet5.uff"
+SHARED = Path("/work/shared/fixtures/uff-reference")
+#: sha256 from PROVENANCE.md: the copies under data/ must be NVIDIA's files, unmodified.
+SHA256 = {
+    "lenet5.pb": "420ddd2d3bf5325ff6a249c3fefa27df417a67a0d71b896279acd5e1194f1430",
+    "lenet5.uff": "bbc41372e1fe3e29bb76e31c1bfa9ceebaeb00c8dcf17889167ce4ed8473eb97",
+}
 
 
-def _fixture(path: Path) -> Path:
-    # Prefer the shared read-only fixture; fall back to the copy shipped with the tests.
-    if path.exists():
-        return path
-    local = HERE / "data" / path.name
-    if not local.exists():
-        pytest.skip(f"reference fixture {path.name} not available")
-    return local
+def _fixture(name: str) -> bytes:
+    # A copy ships under data/ so CI does not depend on the shared folder.
+    for path in (HERE / "data" / name, SHARED / name):
+        if path.exists():
+            data = path.read_bytes()
+            assert hashlib.sha256(data).hexdigest() == SHA256[name], f"{path} was modified"
+            return data
+    pytest.skip(f"reference fixture {name} not available")
 
 
 @pytest.fixture(scope="session")
 def lenet_pb() -> bytes:
-    return _fixture(LENET_PB).read_bytes()
+    return _fixture("lenet5.pb")
 
 
 @pytest.fixture(scope="session")
 def lenet_uff() -> bytes:
-    return _fixture(LENET_UFF).read_bytes()
-
-
-@dataclass
-class Frozen:
-    """A frozen Keras model: GraphDef bytes, the TF function to compare with, names."""
-
-    graph_def: bytes
-    func: Any
-    input_name: str
-    output_names: list[str]
-    input_shape: tuple[int, ...]
-
-    def tf_run(self, x: np.ndarray) -> list[np.ndarray]:
-        import tensorflow as tf
-
-        out = self.func(tf.constant(x))
-        out = out if isinstance(out, (list, tuple)) else [out]
-        return [np.asarray(o) for o in out]
-
-
-def freeze(model: Any, input_name: str = "image") -> Frozen:
-    """Freeze ``model`` the way the freeze stage does (convert_variables_to_constants_v2)."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    shape = tuple(model.inputs[0].shape)
-    fn = tf.function(lambda t: model(t, training=False)).get_concrete_function(
-        tf.TensorSpec((None,) + shape[1:], tf.float32, name=input_name))
-    frozen = convert_variables_to_constants_v2(fn)
-    gd = frozen.graph.as_graph_def()
-    outs = [t.name.split(":")[0] for t in frozen.outputs]
-    return Frozen(gd.SerializeToString(), frozen, input_name, outs, shape[1:])
-
-
-def ort_run(model_proto: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model_proto.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
-def randomize_bn(model: Any, seed: int = 0) -> None:
-    """Give BatchNormalization layers non-trivial statistics so the test can see them."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.3, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype("float32"))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0, 0.2, n).astype("float32"))
+    return _fixture("lenet5.uff")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ort_run
+from uff_helpers import ort_run
 
 from trtpipe.backends.uff import format as fmt
 from trtpipe.backends.uff.reader import uff_to_onnx

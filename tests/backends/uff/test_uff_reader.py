@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ort_run
+from uff_helpers import ort_run
 
 from trtpipe.backends.uff import format as fmt
 from trtpipe.backends.uff.describe import describe_uff

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import freeze, ort_run, randomize_bn
+from uff_helpers import freeze, ort_run, randomize_bn
 
 from trtpipe.backends.uff import format as fmt
 from trtpipe.backends.uff.reader import uff_to_onnx
