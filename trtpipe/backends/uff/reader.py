@@ -253,6 +253,12 @@ def uff_to_onnx(data: bytes, *, opset: int = 17, custom_ops: dict[str, CustomOp]
     opsets = [onnx.helper.make_opsetid("", opset)]
     model = onnx.helper.make_model(onnx_graph, opset_imports=opsets, producer_name="trtpipe-uff",
                                    ir_version=onnx.helper.find_min_ir_version_for(opsets))
+    if any(not o.type.tensor_type.HasField("shape") for o in model.graph.output):
+        # A custom-op handler did not say what it produces: let ONNX infer the output shapes.
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:  # noqa: BLE001 - inference is best effort; the checker reports the rest
+            pass
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
