@@ -366,7 +366,9 @@ def _collapse_plugins(nodes: dict[str, Any], plugins: dict[str, PluginSpec], tf:
 
 def _default_outputs(nodes: dict[str, Any]) -> list[str]:
     consumed = {strip_port(i) for n in nodes.values() for i in n.input}
-    return [n for n, v in nodes.items() if n not in consumed and v.op not in ("Const", "NoOp")]
+    # Unused constants, NoOps and placeholders are sinks too, but never meaningful outputs.
+    return [n for n, v in nodes.items()
+            if n not in consumed and v.op not in ("Const", "NoOp", "Placeholder")]
 
 
 def _check_name(nodes: dict[str, Any], name: str, what: str) -> str:
