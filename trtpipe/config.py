@@ -108,11 +108,20 @@ class _Builder:
             raise ConfigError(f"{self.path}:{line}:{col}: {format_json_path(json_path)}: "
                               f"YAML nested deeper than {MAX_DEPTH} levels")
         self.positions.setdefault(json_path, _mark(node))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _COLLECTION_TAGS:
+            # Application tags (`!!python/...`, `!custom`) are never honoured: say so, don't ignore them.
+            self.error(node, json_path, f"unsupported YAML tag {node.tag}")
+            return None
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, json_path, depth)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*json_path, i), depth + 1) for i, item in enumerate(node.value)]
-        return _SCALARS.construct_object(node, deep=True)
+        try:
+            return _SCALARS.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:  # an unknown tag, or a malformed timestamp/number for its tag
+            self.error(node, json_path, f"cannot read this value ({node.tag}): "
+                                        f"{getattr(exc, 'problem', None) or exc}")
+            return None
 
     def _mapping(self, node: yaml.MappingNode, json_path: JsonPath, depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -147,6 +156,7 @@ class _Builder:
 
 
 _SCALARS = yaml.SafeLoader("")  # only its scalar constructors are used
+_COLLECTION_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap")
 
 
 def read_yaml(path: Path) -> tuple[Any, dict[JsonPath, tuple[int, int]]]:

@@ -21,66 +21,9 @@ from trtpipe.stages import REGISTRY
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "tests" / "fixtures" / "models" / "tiny.py"
-PIPELINE_NAME = "tiny"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 
-STAGES = """\
-  freeze:
-    kind: freeze
-    inputs: {{model: {model}}}
-  onnx:
-    kind: onnx
-    inputs: {{graph: freeze}}
-  build:
-    kind: build
-    inputs: {{model: onnx}}
-    backend: onnxruntime
-    max_batch: {max_batch}
-  serialize:
-    kind: serialize
-    inputs: {{engine: build}}
-  verify:
-    kind: verify-roundtrip
-    inputs: {{engine: serialize, reference: {reference}}}
-"""
-
-
-def pipeline_text(*, name: str = PIPELINE_NAME, model: str = "tiny.py:build", max_batch: int = 8,
-                  reference: str = "freeze", extra: str = "", store: str = "artifacts") -> str:
-    """The tiny pipeline's YAML (``extra`` is appended inside ``stages:``)."""
-    head = f"version: 1\nname: {name}\nstore: {store}\nstages:\n"
-    return head + STAGES.format(model=model, max_batch=max_batch, reference=reference) + extra
-
-
-def write_pipeline(folder: Path, filename: str = "pipeline.yaml", **kwargs: Any) -> Path:
-    """Write the tiny pipeline (and its builder file) into ``folder``; returns the pipeline path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "tiny.py").exists():
-        shutil.copyfile(TINY, folder / "tiny.py")
-    path = folder / filename
-    path.write_bytes(pipeline_text(**kwargs).encode())
-    return path
-
-
-def set_max_batch(path: Path, old: int, new: int) -> None:
-    """Edit the pipeline file's build max_batch in place (as a user would)."""
-    text = path.read_bytes().decode()
-    assert f"max_batch: {old}\n" in text
-    path.write_bytes(text.replace(f"max_batch: {old}\n", f"max_batch: {new}\n").encode())
-
-
-def statuses(result: api.RunResult) -> dict[str, str]:
-    """Stage name -> status of a run."""
-    return {s.name: s.status for s in result.stages}
-
-
-def subprocess_env() -> dict[str, str]:
-    """Environment for `python -m trtpipe.cli` children: quiet TF, this interpreter's packages."""
-    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONIOENCODING": "utf-8", "COLUMNS": "200"}
-
-
-TRTPIPE = [sys.executable, "-m", "trtpipe.cli"]
+from trtpipe_testkit import statuses, write_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (PIPELINE_NAME, TRTPIPE, set_max_batch, statuses, subprocess_env, write_pipeline)
+from trtpipe_testkit import PIPELINE_NAME, TRTPIPE, set_max_batch, statuses, subprocess_env, write_pipeline
 
 from trtpipe import api, cli, hashing
-from trtpipe.lockfile import LockFile
 from trtpipe.store import Store
 
 ALL = ["freeze", "onnx", "build", "serialize", "verify"]
@@ -222,7 +221,7 @@ def test_two_concurrent_runs_share_one_store(tiny_copy: Path) -> None:
     procs = [subprocess.Popen([*TRTPIPE, "run", "--json", str(p)], env=subprocess_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for p in (a, b)]
     outs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outs):
+    for proc, (out, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err.decode()[-3000:]
         assert json.loads(out)["ok"] is True
     la, lb = _lock(a)["stages"], _lock(b)["stages"]

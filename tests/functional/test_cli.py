@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TRTPIPE, set_max_batch, statuses, subprocess_env
+from trtpipe_testkit import REPO, TRTPIPE, set_max_batch, statuses, subprocess_env
 
 from trtpipe import __version__, api, cli
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from trtpipe_testkit import subprocess_env
 
 HEAVY = ("tensorflow", "keras", "onnxruntime", "tf2onnx", "onnx", "tensorrt", "polygraphy", "matplotlib")
 

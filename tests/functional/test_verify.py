@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_pipeline
+from trtpipe_testkit import write_pipeline
 
 from trtpipe import api, cli
 
