@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,30 +25,33 @@ def cmd_run(args: argparse.Namespace) -> int:
                      keep_going=args.keep_going, frozen=args.frozen, reporter=reporter)
     if args.json:
         print_json(result.to_json())
+        return EXIT_OK if result.ok else EXIT_FAILED
+    if all(s.status == "cached" for s in result.stages) and not args.verbose:
+        console.line(f"pipeline {result.pipeline}: all {len(result.stages)} stages cached, nothing to do "
+                     f"(outputs under {os.path.relpath(result.store_root or '.', Path.cwd())}/{result.pipeline}/)")
     else:
         console.print(summary_table(result, Path.cwd()))
-        if args.frozen:
-            stale = [s for s in result.stages if s.status == "stale"]
-            if stale:
-                console.print(f"[bold red]--frozen:[/] {len(stale)} stage(s) would rebuild:")
-                for s in stale:
-                    console.print(f"  {s.name}: {s.reason}")
-            else:
-                console.print("[green]--frozen: everything is up to date with the lock file[/]")
-        elif result.lock_path:
-            console.print(f"lock file: {result.lock_path}")
-        if not args.frozen:
-            _after_run(result, console, args.pipeline)
+    if args.frozen:
+        stale = [s for s in result.stages if s.status == "stale"]
+        if stale:
+            console.print(f"[bold red]--frozen:[/] {len(stale)} stage(s) would rebuild:")
+            for s in stale:
+                console.print(f"  {s.name}: {s.reason}")
+        else:
+            console.line("--frozen: every stage is up to date with the store and lock file")
+    else:
+        if result.lock_path and any(s.status != "cached" for s in result.stages):
+            console.line(f"lock file: {os.path.relpath(result.lock_path, Path.cwd())}")
+        _after_run(result, console, args.pipeline)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _after_run(result: api.RunResult, console: Any, pipeline_path: str) -> None:
-    """Print each benchmark's batch table and write the HTML run report."""
-    from trtpipe.report_html import format_console_table
-    from trtpipe.run_report import write_report
-
+    """Print each benchmark's batch table and write the HTML run report (only when something ran)."""
     for st in result.stages:
         if st.kind == "benchmark" and st.status in ("built", "cached", "measured") and "results" in st.outputs:
+            from trtpipe.report_html import format_console_table
+
             res = json.loads(Path(st.outputs["results"]["path"]).read_bytes())
             console.print(format_console_table(res["series"]))
             for label, mc in res.get("marginal_cost", {}).items():
@@ -56,6 +60,8 @@ def _after_run(result: api.RunResult, console: Any, pipeline_path: str) -> None:
             if "plot" in st.outputs:
                 console.print(f"plot: {st.outputs['plot']['path']}")
     if any(st.status in ("built", "measured", "failed") for st in result.stages):
+        from trtpipe.run_report import write_report
+
         path = write_report(api.validate(pipeline_path), result)
         console.print(f"report: {path.parent / 'report.html'} -> {path.name}")
 

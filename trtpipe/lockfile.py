@@ -73,7 +73,16 @@ class LockFile:
                      "pipeline_file": pipeline.config.path.name,
                      "store": _rel(Path(pipeline.config.doc["store"]), Path(".")),
                      "stages": {n: stages[n] for n in sorted(stages, key=_order_key(pipeline))}, **extras}
-        atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=False) + "\n").encode())
+        self._write()
+
+    def _write(self) -> None:
+        data = (json.dumps(self.data, indent=2, sort_keys=False) + "\n").encode()
+        try:
+            if self.path.read_bytes() == data:  # a no-op run leaves the file (and its mtime) alone
+                return
+        except OSError:
+            pass
+        atomic_write_bytes(self.path, data)
 
 
     def set_extra(self, name: str, value: Any) -> None:
@@ -81,7 +90,7 @@ class LockFile:
         if not self.data:
             return
         self.data[name] = value
-        atomic_write_bytes(self.path, (json.dumps(self.data, indent=2, sort_keys=False) + "\n").encode())
+        self._write()
 
 
 def _order_key(pipeline: Pipeline) -> Any:

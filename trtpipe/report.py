@@ -9,34 +9,71 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from trtpipe.pipeline import StageSpec
 from trtpipe.runner import RunResult, StageResult
 
+if TYPE_CHECKING:  # rich is imported only when something richer than a cached line is shown
+    from rich.console import Console
+    from rich.table import Table
+
 _STYLE = {"measured": "blue", "built": "green", "cached": "cyan", "failed": "bold red", "skipped": "yellow", "stale": "magenta"}
 
 
-def console_for(stream: IO[str]) -> Console:
-    """A console writing to a duplicate of ``stream``'s descriptor.
+class LazyConsole:
+    """A rich ``Console`` created on first use, writing to a duplicate of ``stream``'s descriptor.
 
     Stages redirect file descriptors 1 and 2 into their log files while they run (that is where
     TensorFlow's C++ logs go); writing to a duplicate keeps trtpipe's own progress on the terminal.
+    Plain lines (``line``) go out without importing rich, so a fully cached run stays fast.
     """
-    try:
-        fd = os.dup(stream.fileno())
-        out: IO[str] = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
-    except (OSError, ValueError, AttributeError):  # not a real file (pytest capture, StringIO)
-        out = stream
-    width = None if stream.isatty() else 160  # logs and CI: wide enough for the tables
-    return Console(file=out, highlight=False, soft_wrap=True, width=width)
+
+    def __init__(self, stream: IO[str]) -> None:
+        try:
+            fd = os.dup(stream.fileno())
+            self.out: IO[str] = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
+        except (OSError, ValueError, AttributeError):  # not a real file (pytest capture, StringIO)
+            self.out = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._console: Console | None = None
+
+    @property
+    def rich(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            width = None if self.tty else 160  # logs and CI: wide enough for the tables
+            self._console = Console(file=self.out, highlight=False, soft_wrap=True, width=width)
+        return self._console
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        self.rich.print(*args, **kwargs)
+
+    def rule(self, *args: Any, **kwargs: Any) -> None:
+        self.rich.rule(*args, **kwargs)
+
+    def status(self, *args: Any, **kwargs: Any) -> Any:
+        return self.rich.status(*args, **kwargs)
+
+    def line(self, text: str) -> None:
+        """A plain line, no markup (and no rich import)."""
+        if self._console is not None:
+            self._console.print(text, markup=False, highlight=False)
+        else:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+
+def console_for(stream: IO[str]) -> LazyConsole:
+    """The console trtpipe's commands print to."""
+    return LazyConsole(stream)
 
 
 class ConsoleReporter:
     """Shows each stage as it runs (spinner + elapsed) and a line when it ends."""
 
-    def __init__(self, console: Console, *, verbose: bool = False) -> None:
+    def __init__(self, console: LazyConsole, *, verbose: bool = False) -> None:
         self.console = console
         self.verbose = verbose
         self._status: Any = None
@@ -51,6 +88,9 @@ class ConsoleReporter:
         if self._status is not None:
             self._status.stop()
             self._status = None
+        if result.status == "cached" and not self.verbose:
+            self.console.line(f"{result.status:>8} {result.name} ({result.kind})")
+            return
         style = _STYLE.get(result.status, "")
         line = f"[{style}]{result.status:>7}[/] [bold]{result.name}[/] ({result.kind})"
         if result.status in ("built", "measured"):
@@ -76,6 +116,8 @@ class ConsoleReporter:
 
 def summary_table(result: RunResult, base: Path) -> Table:
     """The end-of-run table: stage, kind, status, seconds, short digest and path of each output."""
+    from rich.table import Table
+
     table = Table(title=f"pipeline {result.pipeline}", title_justify="left")
     for col, kw in (("stage", {}), ("kind", {}), ("status", {}), ("seconds", {"justify": "right"}),
                     ("outputs", {})):
@@ -89,6 +131,8 @@ def summary_table(result: RunResult, base: Path) -> Table:
 
 def status_table(result: RunResult) -> Table:
     """``trtpipe status``: what is cached and what would rebuild, and why."""
+    from rich.table import Table
+
     table = Table(title=f"pipeline {result.pipeline}", title_justify="left")
     for col in ("stage", "kind", "state", "why"):
         table.add_column(col)

@@ -6,6 +6,7 @@ Deliberately free of heavy imports: versions come from package metadata
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -54,6 +55,11 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str | None, set[str]]:
 
 def hardware() -> dict[str, Any]:
     """CPU model, inference-relevant ISA flags, machine, OS, Python version and core count."""
+    return dict(_hardware())
+
+
+@functools.lru_cache(maxsize=1)
+def _hardware() -> dict[str, Any]:
     model, flags = _cpuinfo()
     return {
         "cpu": model or platform.processor() or platform.machine() or "unknown",
@@ -68,13 +74,15 @@ def hardware() -> dict[str, Any]:
 
 def framework_versions(*names: str) -> dict[str, str | None]:
     """Installed version of each named framework (None when absent), without importing it."""
-    result: dict[str, str | None] = {}
-    for name in names:
-        result[name] = None
-        for dist in _DISTRIBUTIONS.get(name, (name,)):
-            try:
-                result[name] = importlib.metadata.version(dist)
-                break
-            except importlib.metadata.PackageNotFoundError:
-                continue
-    return result
+    return {name: _version_of(name) for name in names}
+
+
+@functools.lru_cache(maxsize=None)
+def _version_of(name: str) -> str | None:
+    # Each metadata lookup scans site-packages; every stage asks, so remember the answer.
+    for dist in _DISTRIBUTIONS.get(name, (name,)):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None

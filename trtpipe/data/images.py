@@ -25,7 +25,7 @@ from trtpipe.fsutil import atomic_write_bytes
 __all__ = ["IMAGE_SUFFIXES", "read_image", "write_ppm", "encode_pnm"]
 
 #: File name suffixes that directory sources treat as images (format is still sniffed by magic).
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".ppm", ".pgm", ".pnm", ".png", ".jpg", ".jpeg"})
+from trtpipe.data.files import IMAGE_SUFFIXES  # noqa: E402  (one definition, numpy-free)
 
 _PNM_CHANNELS = {b"P2": 1, b"P3": 3, b"P5": 1, b"P6": 3}
 _WHITESPACE = b" \t\n\r\x0b\x0c"

@@ -27,15 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from trtpipe.data.images import IMAGE_SUFFIXES, read_image
+from trtpipe.data.files import _GLOB_CHARS, _PATH_HINT, _kind, _resolve, source_files
+from trtpipe.data.images import read_image
 from trtpipe.data.preprocess import preprocess
 from trtpipe.errors import ConfigError, InvalidArtifact
 
 __all__ = ["check_inputs", "describe_source", "load_inputs", "source_files"]
 
 _DEFAULT_RANDOM_COUNT = 8
-_GLOB_CHARS = frozenset("*?[")
-_PATH_HINT = "paths are relative to the pipeline file's directory"
 
 
 def load_inputs(data_spec: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]], *,
@@ -62,42 +61,6 @@ def load_inputs(data_spec: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]
         return {name: np.ascontiguousarray(arr[keep]) for name, arr in checked.items()}
     chosen = [files[i] for i in _order(len(files), data_spec)[:count]]
     return _load_images(chosen, data_spec, inputs, base_dir)
-
-
-def source_files(data_spec: Mapping[str, Any], base_dir: Path) -> list[Path]:
-    """Every file the source depends on, sorted (``[]`` for ``random``); the caller hashes them.
-
-    All matches of a glob or directory are listed, not only the first ``count``: with
-    ``shuffle`` the chosen samples depend on the whole list.
-    """
-    source = data_spec.get("source", "random")
-    if source == "random":
-        return []
-    if not isinstance(source, str) or not source:
-        raise ConfigError(f"data source must be 'random' or a path/glob, got {source!r}")
-    base_dir = Path(base_dir)
-    kind = _kind(source, base_dir)
-    if kind == "glob":
-        root = None if Path(source).is_absolute() else base_dir
-        found = [Path(p) if root is None else root / p
-                 for p in glob.glob(source, root_dir=root, recursive=True)]
-        files = [p for p in found if p.is_file()]
-        if not files:
-            raise ConfigError(f"data source {source!r} matched no files (searched from {base_dir})",
-                              hint=f"check the pattern; {_PATH_HINT}")
-        return sorted(files, key=lambda p: p.as_posix())
-    path = _resolve(source, base_dir)
-    if not path.exists():
-        raise ConfigError(f"data source {source!r} not found (looked for {path})",
-                          hint=f"create it, or fix the path; {_PATH_HINT}")
-    if kind == "dir":
-        files = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        if not files:
-            raise ConfigError(f"data source directory {source!r} contains no images "
-                              f"({', '.join(sorted(IMAGE_SUFFIXES))})",
-                              hint="add images, or point the source at a glob or .npz file")
-        return sorted(files, key=lambda p: p.as_posix())
-    return [path]
 
 
 def describe_source(data_spec: Mapping[str, Any], base_dir: Path | None = None) -> str:
@@ -172,20 +135,6 @@ def _order(n: int, data_spec: Mapping[str, Any]) -> list[int]:
     if data_spec.get("shuffle"):
         return [int(i) for i in np.random.default_rng(data_spec.get("seed", 0)).permutation(n)]
     return list(range(n))
-
-
-def _kind(source: str, base_dir: Path) -> str:
-    if _GLOB_CHARS & set(source):
-        return "glob"
-    suffix = Path(source).suffix.lower()
-    if suffix in (".npz", ".npy"):
-        return suffix[1:]
-    return "dir" if _resolve(source, base_dir).is_dir() else "image"
-
-
-def _resolve(source: str, base_dir: Path) -> Path:
-    path = Path(source).expanduser()
-    return path if path.is_absolute() else Path(base_dir) / path
 
 
 def _show(path: Path, base_dir: Path) -> str:

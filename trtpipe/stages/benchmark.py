@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: a cached run never needs it
+    import numpy as np
 
 from trtpipe.backends.fingerprint import framework_versions, hardware
 from trtpipe.fsutil import atomic_write_bytes, atomic_write_json
@@ -52,6 +53,8 @@ class Benchmark(Stage):
         spec = p.get("batches") or sorted({1, 2, 4, max_batch} & set(range(1, max_batch + 1)))
         batches = batches_from_spec(spec, max_batch)
         inputs = metas[0]["inputs"]
+        import numpy as np
+
         rng = np.random.default_rng(0)
         samples = {i["name"]: rng.random((max(batches), *[d or 1 for d in i["shape"][1:]]), dtype=np.float32)
                    .astype(i.get("dtype", "float32")) for i in inputs}
@@ -102,6 +105,8 @@ def _runner(path: Path, meta: dict[str, Any]) -> Any:
 
 
 def _bind(run: Any, samples: dict[str, np.ndarray], batch: int) -> Any:
+    import numpy as np
+
     feeds = {k: np.ascontiguousarray(v[:batch]) for k, v in samples.items()}
     return lambda: run(feeds)
 

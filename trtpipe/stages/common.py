@@ -72,6 +72,6 @@ def data_files(spec: dict[str, Any] | None, base_dir: Path) -> list[Path]:
     """Files a data spec reads (for the cache key); [] for random data."""
     if not spec:
         return []
-    from trtpipe.data.sources import source_files
+    from trtpipe.data.files import source_files
 
     return source_files(spec, base_dir)

@@ -53,7 +53,7 @@ class ToUff(Stage):
                       for i in p["input_nodes"]]
         else:
             inputs = [writer.UffInput(i["name"], tuple(-1 if d is None else d for d in i["shape"]),
-                                      "NHWC" if len(i["shape"]) == 4 else "NC") for i in signature["inputs"]]
+                                      "NC" if len(i["shape"]) == 2 else "NHWC") for i in signature["inputs"]]
         outputs = p.get("output_nodes") or [o["name"] for o in signature["outputs"]]
         plugins = writer.plugins_from_yaml(p["plugins"]) if p.get("plugins") else None
         data = writer.graphdef_to_uff(pb.read_bytes(), inputs=inputs, outputs=outputs, plugins=plugins,

@@ -10,9 +10,10 @@ detection agreement, accuracy with labels). Gates fail the stage with a table of
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where it is used: a cached run never needs it
+    import numpy as np
 
 from trtpipe import hashing
 from trtpipe.backends.fingerprint import framework_versions
@@ -45,6 +46,8 @@ class Verify(Stage):
         return data_files(params.get("samples"), base_dir)
 
     def run(self, ctx: StageContext) -> dict[str, Path]:
+        import numpy as np
+
         from trtpipe.backends import tf
         from trtpipe.data.sources import load_inputs
 
@@ -117,6 +120,8 @@ def _open_engine(path: Path, meta: dict[str, Any]) -> Any:
 
 
 def _batched(fn: Any, samples: dict[str, np.ndarray], max_batch: int) -> dict[str, np.ndarray]:
+    import numpy as np
+
     n = len(next(iter(samples.values())))
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, n, max_batch):
@@ -159,6 +164,8 @@ def _task_metrics(p: dict[str, Any], spec: dict[str, Any], base_dir: Path, sampl
 
 
 def _labels(spec: dict[str, Any], base_dir: Path, n: int) -> np.ndarray:
+    import numpy as np
+
     path = base_dir / spec["source"]
     if path.suffix != ".npz" or spec.get("shuffle"):
         raise StageFailed(f"samples.labels needs an unshuffled .npz source, got {spec['source']}")
