@@ -129,6 +129,7 @@ def dag_svg(stages: Sequence[Mapping[str, Any]]) -> str:
     height = _PAD * 2 + max(len(m) for m in columns.values()) * (_BOX_H + _GAP_Y) - _GAP_Y
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="pipeline graph" '
            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+           f'style="max-width:100%;height:auto" '
            f'font-family="system-ui,sans-serif" font-size="12">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
            'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#777"></path>'

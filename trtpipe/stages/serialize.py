@@ -22,7 +22,7 @@ from trtpipe.stages.common import read_json
 @register
 class Serialize(Stage):
     kind = "serialize"
-    VERSION = 1
+    VERSION = 2  # 2: release file named .onnx/.plan by backend
     roles = {"engine": Role((ENGINE,))}
     outputs = {"engine": RELEASE, "metadata": RELEASE}
 
