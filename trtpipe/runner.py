@@ -36,6 +36,7 @@ class StageResult:
     kind: str
     status: str  # built | cached | measured | failed | skipped | stale
     seconds: float = 0.0
+    run_seconds: float = 0.0  # time inside the stage's own work (frameworks), excluding trtpipe's
     key: str | None = None
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     reason: str = ""
@@ -48,6 +49,7 @@ class StageResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "status": self.status, "seconds": round(self.seconds, 3),
+                "run_seconds": round(self.run_seconds, 3),
                 "key": self.key, "reason": self.reason, "error": self.error,
                 "outputs": {n: {"path": str(o["path"]), "sha256": o["sha256"]} for n, o in self.outputs.items()}}
 
@@ -234,6 +236,14 @@ class Runner:
         forced = spec.name in self.force
         rec = self.store.read_record(key) if cacheable and not forced else None
         problem = self.store.check_record(rec) if rec else None
+        entry = self.lock.entry(spec.name)
+        if self.frozen and rec and not problem and (entry is None or entry.get("key") != key):
+            # --frozen proves the lock file describes this pipeline: a store that happens to hold the
+            # result (built earlier with these params) does not make a stale lock entry up to date.
+            res.status = "stale"
+            res.reason = f"{self.lock.path.name} is out of date: {explain_change(entry, material)}"
+            self.reporter.on_end(res)
+            return res
         if rec and not problem:
             return self._hit(spec, res, rec)
         if not cacheable:
@@ -283,7 +293,9 @@ class Runner:
                     ctx.scratch.mkdir()
                     with _capture(log_path) if self.capture else contextlib.nullcontext(ctx.log) as log:
                         ctx.log = log
+                        run_started = time.perf_counter()
                         outputs = spec.impl.run(ctx)
+                        res.run_seconds = time.perf_counter() - run_started
                     outputs = {**outputs, "log": log_path}
                     seconds = time.perf_counter() - started
                     rec = self.store.commit(key, outputs, {"stage": spec.name, "kind": spec.kind,

@@ -234,3 +234,16 @@ def test_two_concurrent_runs_share_one_store(tiny_copy: Path) -> None:
         if obj.is_file():
             assert not obj.name.startswith(".tmp-")
             assert hashing.file_digest(obj) == obj.parent.name + obj.name
+
+
+def test_frozen_checks_the_lock_file_not_only_the_store(tiny_copy: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both max_batch values are in the store, but the lock records 4: --frozen with 8 must fail."""
+    monkeypatch.setenv("COLUMNS", "250")
+    set_max_batch(tiny_copy, 8, 4)
+    assert api.run(tiny_copy).ok  # lock now records max_batch 4; the store holds both builds
+    set_max_batch(tiny_copy, 4, 8)
+    assert statuses(api.status(tiny_copy))["build"] == "cached"  # nothing would be rebuilt...
+    assert cli.main(["run", "--frozen", str(tiny_copy)]) == 1  # ...but the lock file is stale
+    out = capsys.readouterr().out
+    assert "build: pipeline.lock is out of date: param max_batch: 4 -> 8" in out
