@@ -179,6 +179,8 @@ def build(cfg: Config) -> Pipeline:
                                 origin=origin[name], upstream=upstream)
     if not errors:
         _insert_calibration(specs)
+        for spec in specs.values():
+            _check_data_files(cfg, spec, errors)
     order: list[str] = []
     if not errors:
         sorter = graphlib.TopologicalSorter({n: s.upstream for n, s in specs.items()})
@@ -189,6 +191,7 @@ def build(cfg: Config) -> Pipeline:
             errors.append(f"{cfg.where(('stages', origin[cycle[0]], 'inputs'))}: the stages form a cycle: "
                           f"{' -> '.join(cycle)}")
     if errors:
+        errors = list(dict.fromkeys(errors))  # matrix variants of one declared stage share their messages
         raise ConfigError(f"{cfg.path}: {len(errors)} problem(s) in the pipeline", errors=errors,
                           hint="fix the references listed above")
     # Keep the file's order among stages that are independent (stable, readable output).
@@ -221,6 +224,28 @@ def _insert_calibration(specs: dict[str, StageSpec]) -> None:
         ordered[name] = specs[name]
     specs.clear()
     specs.update(ordered)
+
+
+def _check_data_files(cfg: Config, spec: StageSpec, errors: list[str]) -> None:
+    """Data sources named in params (calibration, verify samples) must exist before anything runs."""
+    from trtpipe.errors import TrtpipeError
+
+    try:
+        spec.impl.data_files(spec.params, cfg.base_dir)
+    except TrtpipeError as exc:
+        errors.append(f"{cfg.where(('stages', spec.origin, *_source_path(spec.params)))}: {exc.message}")
+
+
+def _source_path(obj: Any) -> tuple[str, ...]:
+    """JSON sub-path of the first ``source`` key inside ``obj`` (where a data spec names its files)."""
+    if isinstance(obj, dict):
+        if "source" in obj:
+            return ("source",)
+        for key, value in obj.items():
+            sub = _source_path(value)
+            if sub:
+                return (key, *sub)
+    return ()
 
 
 def _stable_topo(specs: dict[str, StageSpec], position: dict[str, int]) -> list[str]:

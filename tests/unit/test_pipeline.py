@@ -105,3 +105,14 @@ def test_longer_cycle_is_printed_in_full(tmp_path: Path) -> None:
     cycle = info.value.errors[0].split("cycle: ")[1]
     names = cycle.split(" -> ")
     assert names[0] == names[-1] and sorted(names[:-1]) == ["a", "b", "c"]
+
+
+def test_missing_verify_samples_are_a_validation_error(tmp_path: Path) -> None:
+    stages = CHAIN.replace("MATRIX", "").replace(
+        "inputs: {engine: serialize, reference: freeze}",
+        "inputs: {engine: serialize, reference: freeze}\n    samples: {source: images/*.png}")
+    with pytest.raises(ConfigError) as info:
+        api.validate(_pipeline(tmp_path, stages))
+    assert info.value.errors == [info.value.errors[0]]
+    assert "p.yaml:7:15: $.stages.verify.samples.source" in info.value.errors[0]
+    assert "matched no files" in info.value.errors[0]
