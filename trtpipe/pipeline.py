@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trtpipe.config import Config
+from trtpipe.data.files import source_files
 from trtpipe.errors import ConfigError
 from trtpipe.stages import REGISTRY, Stage
 from trtpipe.stages.base import external_type
@@ -84,6 +85,17 @@ class Pipeline:
                                   hint=f"stages in {self.config.path}: {', '.join(self.order)}")
             out.extend(h for h in hits if h not in out)
         return out
+
+
+def _data_specs(params: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+    """Every data-source mapping (a dict with ``source``) inside a stage's params, with its path."""
+    found: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+    if isinstance(params, dict):
+        if isinstance(params.get("source"), str) and path:
+            found.append((path, params))
+        for key, value in params.items():
+            found.extend(_data_specs(value, (*path, key)))
+    return found
 
 
 def _suggest(word: str, options: list[str]) -> str:
@@ -161,6 +173,12 @@ def build(cfg: Config) -> Pipeline:
         params = {k: v for k, v in st.items() if k not in ("kind", "inputs", "matrix")}
         for sub, message in impl.check(params):
             errors.append(f"{cfg.where((*loc_base, *sub))}: {message}")
+        for sub, spec_data in _data_specs(params):
+            try:
+                source_files(spec_data, cfg.base_dir)
+            except ConfigError as exc:
+                errors.append(f"{cfg.where((*loc_base, *sub, 'source'))}: {exc.message}"
+                              + (f" ({exc.hint})" if exc.hint else ""))
         inputs: dict[str, Ref | list[Ref]] = {}
         upstream: list[str] = []
         for role, value in st.get("inputs", {}).items():
