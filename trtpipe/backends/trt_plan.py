@@ -107,7 +107,7 @@ class CalibratorPlan:
     kind: str                      # EntropyCalibrator2 | MinMaxCalibrator | LegacyCalibrator
     algorithm: str                 # the YAML name
     batch_size: int
-    max_batches: int
+    max_batches: int | None  # None: every batch the data source yields
     cache: str | None              # calibration cache (TRT text table) path
     deprecated: bool               # True on 10.1+ (superseded by explicit Q/DQ quantization)
     quantile: float | None = None  # LegacyCalibrator only
@@ -405,7 +405,8 @@ def _calibrator(calib: dict[str, Any], era: Era, vt: tuple[int, ...], implicit_b
         raise ConfigError(f"build: calibrator.algorithm {algorithm!r} is not one of "
                           f"{', '.join(CALIBRATOR_KINDS)}")
     batch_size = _positive_int(calib.get("batch_size", 8), "calibrator.batch_size")
-    max_batches = _positive_int(calib.get("max_batches", 10), "calibrator.max_batches")
+    raw_max = calib.get("max_batches")
+    max_batches = None if raw_max is None else _positive_int(raw_max, "calibrator.max_batches")
     if implicit_batch and batch_size > max_batch:
         raise ConfigError(f"build: calibrator.batch_size ({batch_size}) exceeds max_batch "
                           f"({max_batch}) of an implicit-batch (UFF) network",

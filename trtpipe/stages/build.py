@@ -50,6 +50,15 @@ def tensorrt_usable() -> bool:
     return shutil.which("nvidia-smi") is not None or Path("/dev/nvidia0").exists() or Path("/etc/nv_tegra_release").exists()
 
 
+def trt_intent(params: dict[str, Any], model_artifact: str | None, calibration_cache: Path | None = None) -> dict[str, Any]:
+    """The TensorRT build intent for ``trt_plan.derive_plan`` from a build stage's params (pure)."""
+    intent = dict(params, workspace_bytes=workspace_bytes(params["workspace"]), input_format=model_artifact or "onnx")
+    if calibration_cache is not None and "calibrator" in params:
+        # Build from trtpipe's calibration, written in TensorRT's own cache format: no data needed.
+        intent["calibrator"] = dict(params["calibrator"], cache=str(calibration_cache))
+    return intent
+
+
 def resolve_backend(params: dict[str, Any]) -> str:
     """``auto`` -> ``tensorrt`` when TensorRT and a GPU are here, else ``onnxruntime``."""
     backend = params["backend"]
@@ -182,10 +191,8 @@ class Build(Stage):
         model_in = ctx.one("model")
         trt = tensorrt.ensure_tensorrt()
         env = tensorrt.environment()
-        intent = dict(p, workspace_bytes=workspace_bytes(p["workspace"]), input_format=model_in.artifact or "onnx")
-        if "calibration" in ctx.inputs and "calibrator" in p:
-            # Build from trtpipe's calibration, written in TensorRT's own cache format: no data needed.
-            intent["calibrator"] = dict(p["calibrator"], cache=str(ctx.one("calibration").file("trt_cache")))
+        cal_cache = ctx.one("calibration").file("trt_cache") if "calibration" in ctx.inputs else None
+        intent = trt_intent(p, model_in.artifact, cal_cache)
         native_uff = model_in.artifact == "uff" and trt_plan.detect_era(str(trt.__version__)) == "8.6"
         model = (model_in.file("model") if model_in.stage else model_in.path) if native_uff else as_onnx(model_in, ctx.scratch.parent)
         assert model is not None
