@@ -92,3 +92,29 @@ def test_run_through_console_script_exits_0_when_cached(tiny_copy: Path) -> None
     out = proc.stdout.decode()
     assert all(f"cached {name} (" in out for name in ("freeze", "onnx", "build", "serialize", "verify"))
     assert tiny_copy.with_suffix(".lock").is_file()
+
+
+def test_cli_run_every_artifact_file_is_digest_named_and_locked(tiny_copy: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """After a CLI run (which also writes the run report), every regular file under
+    artifacts/<pipeline>/ has its own sha256[:12] in its name and is listed in pipeline.lock;
+    a convenience symlink may exist but must point at such a file."""
+    from trtpipe import hashing
+
+    assert cli.main(["run", str(tiny_copy)]) == 0
+    capsys.readouterr()
+    base = tiny_copy.parent
+    lock = json.loads(tiny_copy.with_suffix(".lock").read_bytes())
+    listed = {o["path"]: o["sha256"] for e in lock["stages"].values() for o in e["outputs"].values()}
+    extra = lock.get("report")
+    if extra:
+        listed[extra["path"]] = extra["sha256"]
+    for path in sorted((base / "artifacts" / "tiny").rglob("*")):
+        if path.is_symlink():
+            assert str(Path(path.parent, path.readlink()).relative_to(base)) in listed, path
+            continue
+        if path.is_file():
+            rel = str(path.relative_to(base))
+            digest = hashing.file_digest(path)
+            assert digest[:12] in path.name, rel
+            assert listed.get(rel) == digest, rel
