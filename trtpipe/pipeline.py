@@ -305,6 +305,11 @@ def _resolve(ref: Any, role: str, accepts: tuple[str, ...], stages: dict[str, di
         else:
             errors.append(f"{where}: input file not found: {path}")
         return []
+    func = ref.split(":", 1)[1] if file_part != ref else None
+    if func is not None and not func.isidentifier():
+        errors.append(f"{where}: builder {ref!r}: {func!r} is not a Python function name; "
+                      "write it as 'path/to/file.py:function_name'")
+        return []
     artifact = external_type(ref, path)
     if artifact not in accepts:
         got = artifact or f"an unrecognised file ({path.suffix or 'no extension'})"

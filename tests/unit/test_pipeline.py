@@ -116,3 +116,11 @@ def test_missing_verify_samples_are_a_validation_error(tmp_path: Path) -> None:
     assert info.value.errors == [info.value.errors[0]]
     assert "p.yaml:7:15: $.stages.verify.samples.source" in info.value.errors[0]
     assert "matched no files" in info.value.errors[0]
+
+
+@pytest.mark.parametrize("ref", ["tiny.py:", "tiny.py:not a name"])
+def test_builder_reference_needs_a_function_name(tmp_path: Path, ref: str) -> None:
+    stages = f'  freeze:\n    kind: freeze\n    inputs: {{model: "{ref}"}}\n'
+    with pytest.raises(ConfigError) as info:
+        api.validate(_pipeline(tmp_path, stages))
+    assert "p.yaml:6:" in info.value.errors[0] and "is not a Python function name" in info.value.errors[0]
