@@ -116,7 +116,7 @@ def _inputs_for_lock(pipeline: Pipeline, name: str, inputs: dict[str, Any], base
         ref_list = refs if isinstance(refs, list) else [refs]
         mats = mat if isinstance(mat, list) else [mat]
         rows = []
-        for ref, m in zip(ref_list, mats):
+        for ref, m in zip(ref_list, mats, strict=False):
             row: dict[str, Any] = {"ref": ref.ref}
             row.update({"stage": ref.stage} if ref.stage else {"path": _rel(ref.path, base) if ref.path else None})
             row.update(m)

@@ -7,9 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
-
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from trtpipe.pipeline import StageSpec
 from trtpipe.runner import RunResult, StageResult

@@ -83,7 +83,6 @@ def write_report(p: Pipeline, result: RunResult) -> Path:
 def rebuild_report(pipeline_path: str | Path) -> Path:
     """Regenerate the report from the store (stage states as ``trtpipe status`` sees them)."""
     from trtpipe import api
-
     from trtpipe.lockfile import LockFile
 
     p = api.validate(pipeline_path)

@@ -77,7 +77,7 @@ def framework_versions(*names: str) -> dict[str, str | None]:
     return {name: _version_of(name) for name in names}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version_of(name: str) -> str | None:
     # Each metadata lookup scans site-packages; every stage asks, so remember the answer.
     for dist in _DISTRIBUTIONS.get(name, (name,)):

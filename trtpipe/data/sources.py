@@ -19,7 +19,6 @@ Axis 0 is the sample axis; consumers split it into the engine's batch size.
 
 from __future__ import annotations
 
-import glob
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from trtpipe.data.files import _GLOB_CHARS, _PATH_HINT, _kind, _resolve, source_files
+from trtpipe.data.files import _kind, source_files
 from trtpipe.data.images import read_image
 from trtpipe.data.preprocess import preprocess
 from trtpipe.errors import ConfigError, InvalidArtifact

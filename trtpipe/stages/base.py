@@ -125,6 +125,7 @@ class Stage(abc.ABC):
 
     def preflight(self, params: dict[str, Any]) -> None:
         """Checks that need this machine (backend present, capabilities) before any work starts."""
+        return None  # most kinds need nothing beyond their Python dependencies
 
     @abc.abstractmethod
     def run(self, ctx: StageContext) -> dict[str, Path]:

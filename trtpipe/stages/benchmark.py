@@ -61,7 +61,7 @@ class Benchmark(Stage):
 
         series: dict[str, list[dict[str, Any]]] = {}
         labels = _labels(engines, metas)
-        for inp, meta, label in zip(engines, metas, labels):
+        for inp, meta, label in zip(engines, metas, labels, strict=False):
             run = _runner(inp.file("engine"), meta)
             ctx.log.info("benchmark %s: batches %s", label, batches)
             points = sweep(lambda b, run=run: _bind(run, samples, b), batches, settings=settings)
@@ -91,7 +91,7 @@ class Benchmark(Stage):
 
 def _labels(engines: list[Any], metas: list[dict[str, Any]]) -> list[str]:
     base = [f"{m.get('backend')} {m.get('precision')}" for m in metas]
-    return [f"{b} ({e.stage})" if base.count(b) > 1 else b for b, e in zip(base, engines)]
+    return [f"{b} ({e.stage})" if base.count(b) > 1 else b for b, e in zip(base, engines, strict=False)]
 
 
 def _runner(path: Path, meta: dict[str, Any]) -> Any:
