@@ -71,7 +71,7 @@ class LockFile:
         extras = {k: v for k, v in self.data.items() if k == "report"}
         self.data = {"format": LOCK_FORMAT, "pipeline": pipeline.name,
                      "pipeline_file": pipeline.config.path.name,
-                     "store": _rel(Path(pipeline.config.doc["store"]), Path(".")),
+                     "store": pipeline.config.doc["store"],  # as written (relative to the pipeline file)
                      "stages": {n: stages[n] for n in sorted(stages, key=_order_key(pipeline))}, **extras}
         self._write()
 
