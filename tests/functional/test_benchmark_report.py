@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import struct
@@ -80,4 +81,7 @@ def test_benchmark_of_a_corrupt_engine_is_rebuilt_not_measured(tiny_copy: Path) 
     obj.write_bytes(b"not an engine")
     second = api.run(pipeline)
     states = {s.name: s.status for s in second.stages}
-    assert states["serialize"] == "built" and states["bench"] == "measured"
+    # build and serialize share that object (same bytes); whichever record is checked first rebuilds
+    # it, the benchmark then measures a good engine.
+    assert "built" in (states["build"], states["serialize"]) and states["bench"] == "measured"
+    assert hashlib.sha256(obj.read_bytes()).hexdigest() == engine
