@@ -53,6 +53,7 @@ class Serialize(Stage):
             "batch_range": [1, report.get("max_batch")],
             "inputs": io["inputs"], "outputs": io["outputs"],
             "versions": io["versions"],
+            **{k: io[k] for k in ("layers", "plugins", "num_profiles") if k in io},
             "hardware": hardware() if report.get("backend") == "onnxruntime" else report.get("environment"),
             "build_params": report.get("params"),
             "sources": {"build_report_sha256": hashing.file_digest(inp.file("report")),
@@ -66,9 +67,13 @@ class Serialize(Stage):
 
 def _io_specs(engine: Path, report: dict[str, Any]) -> dict[str, Any]:
     if report.get("backend") == "tensorrt":
-        tensors = report.get("io_tensors") or report.get("tensors") or {}
-        return {"inputs": tensors.get("inputs", []), "outputs": tensors.get("outputs", []),
-                "versions": {"tensorrt": (report.get("environment") or {}).get("tensorrt")}}
+        tensors = report.get("io_tensors") or []
+        env = report.get("environment") or {}
+        return {"inputs": [t for t in tensors if t.get("mode") == "INPUT"],
+                "outputs": [t for t in tensors if t.get("mode") == "OUTPUT"],
+                "versions": {"tensorrt": env.get("tensorrt"), "cuda": env.get("cuda")},
+                "layers": report.get("layers"), "plugins": report.get("plugins"),
+                "num_profiles": report.get("num_profiles")}
     from trtpipe.backends import onnxruntime as ort_backend
 
     eng = ort_backend.Engine(engine)

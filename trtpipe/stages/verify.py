@@ -59,6 +59,8 @@ class Verify(Stage):
             if want and digest != want:
                 raise StageFailed(f"{engine_path}: sha256 {digest[:12]} does not match {what} ({want[:12]})",
                                   hint="the engine file changed after it was built; run again to rebuild")
+        if meta.get("backend") == "tensorrt":
+            _reserialize_check(engine_path)
         locked = ctx.lock_digests.get(f"{eng_in.stage}.engine")
         if locked and locked != digest:
             ctx.log.info("engine differs from the one in the lock file (%s): it was rebuilt", locked[:12])
@@ -101,6 +103,18 @@ class Verify(Stage):
             raise StageFailed(_failure_table(report), hint="inspect the log; loosen `tolerance`/`gates` only if the "
                                                            "difference is expected for this precision")
         return {"report": out}
+
+
+def _reserialize_check(path: Path) -> None:
+    """Deserialize with a fresh runtime and serialize again: the bytes must come back identical."""
+    from trtpipe.backends import tensorrt
+
+    engine = tensorrt.load_engine(path)
+    again = bytes(engine.serialize())
+    if again != path.read_bytes():
+        raise StageFailed(f"{path}: the engine re-serializes to different bytes ({len(again)} vs "
+                          f"{path.stat().st_size}): the file on disk is not what TensorRT loads",
+                          hint="rebuild the engine; check the file was copied in binary mode")
 
 
 def _metric_names(p: dict[str, Any]) -> list[str]:
