@@ -113,3 +113,14 @@ def test_broken_calibration_fails_the_accuracy_gate(project: Path) -> None:
     assert "verification failed for the int8 engine" in (verify.error or "")
     # Nothing that looks valid was left for the failed stage.
     assert not (project / "store" / "digits" / "verify").exists()
+
+
+def test_quantization_settings_from_yaml_reach_the_quantizer(project: Path) -> None:
+    path = _write(project)
+    text = path.read_bytes().decode().replace(
+        "    precision: int8\n", "    precision: int8\n    quantization: {format: qoperator, per_channel: false}\n")
+    path.write_bytes(text.encode())
+    result = api.run(path)
+    assert result.ok, [(s.name, s.error) for s in result.stages]
+    settings = json.loads(_outputs(result, "build")["report"].read_bytes())["precision_report"]["settings"]
+    assert settings["format"] == "qoperator" and settings["per_channel"] is False

@@ -153,9 +153,7 @@ class Build(Stage):
             return out, rep
         assert table is not None
         out = ctx.scratch.parent / "int8.onnx"
-        q = {k: v for k, v in p.get("quantization", {}).items() if v != "auto"}
-        if "format" in q:
-            q["format"] = q["format"].upper().replace("QOPERATOR", "QOperator")
+        q = {k: v for k, v in p.get("quantization", {}).items() if v != "auto"}  # schema enums = backend names
         rep = prec.quantize_int8(onnx_path, out, table, exclude=p["exclude"], settings=q or None)
         return out, rep
 
