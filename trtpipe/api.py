@@ -16,9 +16,9 @@ def validate(path: str | Path) -> pipeline.Pipeline:
     return pipeline.build(cfg)
 
 
-def open_store(p: pipeline.Pipeline) -> Store:
+def open_store(p: pipeline.Pipeline, *, create: bool = True) -> Store:
     """The pipeline's artifact store (``store:`` relative to the pipeline file)."""
-    return Store(p.config.base_dir / p.config.doc["store"])
+    return Store(p.config.base_dir / p.config.doc["store"], create=create)
 
 
 def _selection(p: pipeline.Pipeline, targets: list[str] | None) -> list[str] | None:
@@ -58,7 +58,7 @@ def run(path: str | Path, *, targets: list[str] | None = None, force: list[str] 
 def status(path: str | Path, *, targets: list[str] | None = None) -> RunResult:
     """What is cached and what would rebuild (and why). Builds nothing, imports no framework."""
     p = validate(path)
-    runner = Runner(p, open_store(p), None, plan=True)
+    runner = Runner(p, open_store(p, create=False), None, plan=True)
     return runner.run(_selection(p, targets))
 
 

@@ -91,15 +91,18 @@ class StatCache:
 class Store:
     """A content-addressed store rooted at ``root``."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).absolute()
+        self.stat_cache = StatCache(self.root / "statcache.json")
+        if not create:  # read-only use (`status`, `report`): never write into the store
+            self.stat_cache.save = lambda: None  # type: ignore[method-assign]
+            return
         try:
             for sub in ("objects", "stages", "locks", "tmp"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the artifact store at {self.root}: {exc.strerror}",
                              hint="set `store:` in the pipeline file to a writable directory") from None
-        self.stat_cache = StatCache(self.root / "statcache.json")
 
     # ------------------------------------------------------------------ objects
 

@@ -54,9 +54,6 @@ _TRT_TO_ALGO["EntropyCalibration"] = "entropy"
 _HEADER_RE = re.compile(r"^TRT-(?P<version>[0-9A-Za-z.]+)-(?P<algo>[A-Za-z0-9]+)$")
 _LINE_RE = re.compile(r"^(?P<name>.+): (?P<hex>[0-9A-Fa-f]{8})$")
 
-_DTYPES = {1: np.float32, 10: np.float16, 11: np.float64, 2: np.uint8, 3: np.int8, 5: np.int16,
-           6: np.int32, 7: np.int64, 9: np.bool_}
-
 
 def int8_scale(lo: float, hi: float) -> float:
     """Symmetric int8 scale ``max(|lo|, |hi|) / 127``, rounded to float32 (TensorRT stores fp32)."""
@@ -276,16 +273,9 @@ def _model_inputs(onnx_path: Path) -> list[tuple[str, Any, list[int | None]]]:
     except Exception as exc:
         raise InvalidArtifact(f"{onnx_path}: not a readable ONNX model ({_first_line(exc)})",
                               path=str(onnx_path), hint="re-export the model") from exc
-    inits = {i.name for i in model.graph.initializer}
-    out = []
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                for d in tt.shape.dim]
-        out.append((vi.name, _DTYPES.get(tt.elem_type), dims))
-    return out
+    from trtpipe.backends.onnx import graph_inputs
+
+    return [(i["name"], np.dtype(i["dtype"]).type, i["shape"]) for i in graph_inputs(model)]
 
 
 def _check_data(onnx_path: Path, inputs: list[tuple[str, Any, list[int | None]]],

@@ -206,6 +206,19 @@ def load_model(path: Path) -> Any:
     return model
 
 
+def graph_inputs(model: Any) -> list[dict[str, Any]]:
+    """Real graph inputs of a model (initializers excluded) as signature entries.
+
+    ``{"name", "dtype" (numpy name), "shape"}`` with ``None`` for dynamic or symbolic dims.
+    ``model`` is a ``ModelProto`` or a path.
+    """
+    if not hasattr(model, "graph"):
+        model = load_model(Path(model))
+    inits = {i.name for i in model.graph.initializer}
+    return [{"name": v["name"], "dtype": v["dtype"], "shape": [d if d else None for d in v["shape"] or []]}
+            for v in _value_infos(i for i in model.graph.input if i.name not in inits)]
+
+
 def describe_onnx(path: Path) -> str:
     """Human-readable summary: I/O with shapes and dtypes, opsets, op histogram, metadata."""
     model = load_model(path)

@@ -53,19 +53,9 @@ def as_onnx(inp: Input, scratch: Path, opset: int = 17) -> Path:
 
 def onnx_inputs(path: Path) -> list[dict[str, Any]]:
     """The graph inputs of an ONNX model as signature entries (name, dtype, shape; None = dynamic)."""
-    from trtpipe.backends._imports import require
+    from trtpipe.backends.onnx import graph_inputs
 
-    onnx = require("onnx")
-    model = onnx.load(str(path), load_external_data=False)
-    init = {i.name for i in model.graph.initializer}
-    out = []
-    for vi in model.graph.input:
-        if vi.name in init:
-            continue
-        tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        out.append({"name": vi.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name, "shape": dims})
-    return out
+    return graph_inputs(path)
 
 
 def data_files(spec: dict[str, Any] | None, base_dir: Path) -> list[Path]:
