@@ -211,7 +211,8 @@ class Build(Stage):
             calib_data = load_inputs(p["calibrator"]["data"], onnx_inputs(Path(model)), base_dir=ctx.base_dir)
         engine = ctx.out("engine", ".plan")
         timing_out = ctx.out("timing_cache", ".cache") if p["timing_cache"] else None
-        report = tensorrt.build_engine(Path(model), plan, engine, calib_data=calib_data, timing_cache_in=None,
+        timing_in = _previous_timing_cache(ctx) if p["timing_cache"] else None
+        report = tensorrt.build_engine(Path(model), plan, engine, calib_data=calib_data, timing_cache_in=timing_in,
                                        timing_cache_out=timing_out, log_path=ctx.scratch.parent / "log.txt")
         rep_path = ctx.out("report", ".json")
         atomic_write_json(rep_path, {"backend": "tensorrt", "precision": p["precision"], "max_batch": p["max_batch"],
@@ -220,3 +221,17 @@ class Build(Stage):
         if timing_out and timing_out.exists():
             outs["timing_cache"] = timing_out
         return outs
+
+
+def _previous_timing_cache(ctx: StageContext) -> Path | None:
+    """The timing cache this stage produced last time (per the lock file), fed back into the build.
+
+    It is deliberately not part of the key: it only speeds up tactic selection (and, with
+    ``error_on_timing_cache_miss``, pins it); TensorRT ignores a cache from another device/version.
+    """
+    digest = ctx.lock_digests.get(f"{ctx.name}.timing_cache")
+    if not digest:
+        return None
+    path = ctx.store_root / "objects" / digest[:2] / digest[2:]
+    return path if path.is_file() else None
+
