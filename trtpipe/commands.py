@@ -26,11 +26,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
         return EXIT_OK if result.ok else EXIT_FAILED
-    if all(s.status == "cached" for s in result.stages) and not args.verbose:
-        console.line(f"pipeline {result.pipeline}: all {len(result.stages)} stages cached, nothing to do "
-                     f"(outputs under {os.path.relpath(result.store_root or '.', Path.cwd())}/{result.pipeline}/)")
+    measured = [s for s in result.stages if s.status == "measured"]
+    builds = [s for s in result.stages if s.status != "measured"]
+    where = f"{os.path.relpath(result.store_root or '.', Path.cwd())}/{result.pipeline}/"
+    if all(s.status == "cached" for s in builds) and not measured and not args.verbose:
+        console.line(f"pipeline {result.pipeline}: all {len(builds)} stages cached, nothing to do (outputs under {where})")
     else:
         console.print(summary_table(result, Path.cwd()))
+        if builds and all(s.status == "cached" for s in builds):
+            console.line(f"all {len(builds)} build stages cached, nothing built; {len(measured)} measurement "
+                         f"stage(s) re-measured (cache: false)")
     if args.frozen:
         stale = [s for s in result.stages if s.status == "stale"]
         if stale:
