@@ -396,8 +396,10 @@ def engine_metadata(engine: trt.ICudaEngine) -> dict[str, Any]:
         inspector = engine.create_engine_inspector()
         raw = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
         layers = json.loads(raw)
+    # Activation memory the engine needs on the device (10.x: *_v2; 8.6: device_memory_size).
+    device_memory = getattr(engine, "device_memory_size_v2", None) or getattr(engine, "device_memory_size", None)
     return {"io_tensors": tensors, "num_profiles": engine.num_optimization_profiles,
-            "layers": layers}
+            "device_memory_bytes": int(device_memory) if device_memory else None, "layers": layers}
 
 
 def run_engine(path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

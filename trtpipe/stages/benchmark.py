@@ -65,7 +65,10 @@ class Benchmark(Stage):
             run = _runner(inp.file("engine"), meta)
             ctx.log.info("benchmark %s: batches %s", label, batches)
             points = sweep(lambda b, run=run: _bind(run, samples, b), batches, settings=settings)
-            series[label] = [{**pt, "precision": meta.get("precision"), "backend": meta.get("backend")} for pt in points]
+            # Memory: process RSS for ONNX Runtime; for TensorRT also the engine's device memory.
+            extra = {"device_memory_bytes": meta["device_memory_bytes"]} if meta.get("device_memory_bytes") else {}
+            series[label] = [{**pt, **extra, "precision": meta.get("precision"), "backend": meta.get("backend")}
+                             for pt in points]
         if p["baseline"] == "tensorflow" and "reference" in ctx.inputs:
             from trtpipe.backends import tf
 

@@ -53,7 +53,7 @@ class Serialize(Stage):
             "batch_range": [1, report.get("max_batch")],
             "inputs": io["inputs"], "outputs": io["outputs"],
             "versions": io["versions"],
-            **{k: io[k] for k in ("layers", "plugins", "num_profiles") if k in io},
+            **{k: io[k] for k in ("layers", "plugins", "num_profiles", "device_memory_bytes") if k in io},
             "hardware": hardware() if report.get("backend") == "onnxruntime" else report.get("environment"),
             "build_params": report.get("params"),
             "sources": {"build_report_sha256": hashing.file_digest(inp.file("report")),
@@ -73,7 +73,8 @@ def _io_specs(engine: Path, report: dict[str, Any]) -> dict[str, Any]:
                 "outputs": [t for t in tensors if t.get("mode") == "OUTPUT"],
                 "versions": {"tensorrt": env.get("tensorrt"), "cuda": env.get("cuda")},
                 "layers": report.get("layers"), "plugins": report.get("plugins"),
-                "num_profiles": report.get("num_profiles")}
+                "num_profiles": report.get("num_profiles"),
+                "device_memory_bytes": report.get("device_memory_bytes")}
     from trtpipe.backends import onnxruntime as ort_backend
 
     eng = ort_backend.Engine(engine)
