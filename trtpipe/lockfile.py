@@ -8,6 +8,7 @@ same bytes, so CI can diff it; release managers read it to prove which inputs ma
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -28,12 +29,11 @@ class LockFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data: dict[str, Any] = {}
-        try:
+        # No lock yet, or an unreadable one: everything counts as "not built before".
+        with contextlib.suppress(OSError, ValueError):
             data = json.loads(path.read_bytes())
             if isinstance(data, dict) and data.get("format") == LOCK_FORMAT:
                 self.data = data
-        except (OSError, ValueError):
-            pass  # no lock yet, or an unreadable one: everything counts as "not built before"
 
     @classmethod
     def for_pipeline(cls, pipeline_path: Path) -> LockFile:

@@ -45,12 +45,10 @@ class StatCache:
         self.path = path
         self.entries: dict[str, list[Any]] = {}
         self.dirty = False
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a missing or damaged cache only costs re-hashing
             data = json.loads(path.read_bytes())
             if isinstance(data, dict):
                 self.entries = data
-        except (OSError, ValueError):
-            pass  # a missing or damaged cache only costs re-hashing
 
     @staticmethod
     def _sig(st: os.stat_result) -> list[int]:

@@ -8,35 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_cnn import tiny_cnn_onnx  # pytest puts this test folder on sys.path (prepend mode)
 
 from trtpipe.backends import calibration as cal
 from trtpipe.errors import ConfigError, InvalidArtifact
 
 
 def _tiny_cnn_onnx(path: Path) -> Path:
-    """A 16x16x3 conv net with an SSD-like two-headed output (scores, boxes), via tf2onnx."""
-    tf = pytest.importorskip("tensorflow")
-    tf2onnx = pytest.importorskip("tf2onnx")
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((16, 16, 3), name="image")
-    x = tf.keras.layers.Conv2D(8, 3, padding="same")(inp)
-    x = tf.keras.layers.BatchNormalization()(x)
-    x = tf.keras.layers.ReLU(6.0)(x)
-    x = tf.keras.layers.Add()([x, tf.keras.layers.DepthwiseConv2D(3, padding="same")(x)])
-    x = tf.keras.layers.MaxPooling2D()(x)
-    scores = tf.keras.layers.Softmax()(tf.keras.layers.Reshape((-1, 5))(
-        tf.keras.layers.Conv2D(5, 1)(x)))
-    boxes = tf.keras.layers.Reshape((-1, 4))(tf.keras.layers.Conv2D(4, 1)(x))
-    model = tf.keras.Model(inp, [scores, boxes])
-    spec = (tf.TensorSpec((None, 16, 16, 3), tf.float32, name="image"),)
-
-    @tf.function(input_signature=spec)
-    def fn(image: object) -> dict[str, object]:
-        s, b = model(image, training=False)
-        return {"scores": s, "boxes": b}
-
-    tf2onnx.convert.from_function(fn, input_signature=spec, opset=17, output_path=str(path))
-    return path
+    return tiny_cnn_onnx(path)
 
 
 @pytest.fixture(scope="module")
