@@ -46,9 +46,13 @@ def run(path: str | Path, *, targets: list[str] | None = None, force: list[str] 
         if unknown:
             raise ConfigError(f"--force {', '.join(sorted(unknown))}: not among the stages being run")
     if not frozen:
-        for name in selected:  # before any work: a missing backend is exit 3, not a failure halfway
-            spec = p.stages[name]
-            spec.impl.preflight(spec.params)
+        # Before any work (nothing written, not even the store): a missing framework or backend is
+        # exit 3, not a failure halfway. Only stages that will run need theirs; a cached run needs none.
+        plan = Runner(p, open_store(p, create=False), None, force=forced, plan=True).run(names)
+        for st in plan.stages:
+            if st.status == "stale":
+                spec = p.stages[st.name]
+                spec.impl.preflight(spec.params)
     store = open_store(p)
     with store.lock(f"pipeline-{p.name}"):
         runner = Runner(p, store, reporter, force=forced, keep_going=keep_going, frozen=frozen, capture=capture)

@@ -12,7 +12,7 @@ from typing import Any
 from trtpipe import api
 from trtpipe.errors import ConfigError, InvalidArtifact
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_BACKEND = 0, 1, 2, 3
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -23,9 +23,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     force = args.force
     result = api.run(args.pipeline, targets=args.target, force=force or None, force_all=force == [],
                      keep_going=args.keep_going, frozen=args.frozen, reporter=reporter)
+    code = _exit_code(result)
     if args.json:
         print_json(result.to_json())
-        return EXIT_OK if result.ok else EXIT_FAILED
+        return code
     measured = [s for s in result.stages if s.status == "measured"]
     builds = [s for s in result.stages if s.status != "measured"]
     where = f"{os.path.relpath(result.store_root or '.', Path.cwd())}/{result.pipeline}/"
@@ -48,7 +49,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.lock_path and any(s.status != "cached" for s in result.stages):
             console.line(f"lock file: {os.path.relpath(result.lock_path, Path.cwd())}")
         _after_run(result, console, args.pipeline)
-    return EXIT_OK if result.ok else EXIT_FAILED
+    return code
+
+
+def _exit_code(result: api.RunResult) -> int:
+    """0 ok; 3 when a stage failed because a framework/backend is missing; else 1."""
+    if result.ok:
+        return EXIT_OK
+    return EXIT_BACKEND if any(s.missing_backend for s in result.stages) else EXIT_FAILED
 
 
 def _after_run(result: api.RunResult, console: Any, pipeline_path: str) -> None:

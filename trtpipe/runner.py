@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from trtpipe import hashing
-from trtpipe.errors import ConfigError, TrtpipeError
+from trtpipe.errors import BackendUnavailable, ConfigError, TrtpipeError
 from trtpipe.lockfile import LockFile, explain_change
 from trtpipe.pipeline import Pipeline, Ref, StageSpec
 from trtpipe.stages.base import Input, StageContext
@@ -42,6 +42,7 @@ class StageResult:
     reason: str = ""
     error: str | None = None
     hint: str | None = None
+    missing_backend: bool = False  # failed because a framework/backend is not installed (exit 3)
     log: Path | None = None
     upstream: list[str] = field(default_factory=list)
     material: dict[str, Any] | None = None
@@ -301,6 +302,7 @@ class Runner:
                     rec = self.store.commit(key, outputs, {"stage": spec.name, "kind": spec.kind,
                                                            "material": res.material, "duration_s": round(seconds, 3)})
                 except TrtpipeError as exc:
+                    res.missing_backend = isinstance(exc, BackendUnavailable)
                     return self._failed(spec, res, exc.message, exc.hint, log_path, started)
                 except Exception as exc:  # an unexpected bug: keep the traceback in the log
                     with open(log_path, "a", encoding="utf-8") as fh:

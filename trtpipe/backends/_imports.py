@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from types import ModuleType
 
@@ -20,6 +21,20 @@ _EXTRAS = {
     "matplotlib": ("report", "matplotlib"),
     "PIL": ("images", "Pillow"),
 }
+
+
+def check_available(*modules: str, why: str = "") -> None:
+    """Raise ``BackendUnavailable`` (exit 3) for the first module that is not installed.
+
+    Uses ``importlib.util.find_spec``: nothing is imported, so this is cheap enough for preflight
+    checks that run before any work starts.
+    """
+    for module in modules:
+        top = module.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            extra, human = _EXTRAS.get(top, (None, top))
+            hint = f"pip install 'trtpipe[{extra}]'" if extra else f"pip install {top}"
+            raise BackendUnavailable(f"{human} is not installed{f' ({why})' if why else ''}", hint=hint)
 
 
 def require(module: str) -> ModuleType:

@@ -101,6 +101,8 @@ class Stage(abc.ABC):
     roles: ClassVar[dict[str, Role]] = {}
     #: output name -> artifact type
     outputs: ClassVar[dict[str, str]] = {}
+    #: Python modules this kind needs to run (checked before any work starts, never imported there)
+    requires: ClassVar[tuple[str, ...]] = ()
     #: False for stages that must re-run every time (benchmarks: a cached number would be a lie)
     cacheable: ClassVar[bool] = True
 
@@ -124,8 +126,10 @@ class Stage(abc.ABC):
         return []
 
     def preflight(self, params: dict[str, Any]) -> None:
-        """Checks that need this machine (backend present, capabilities) before any work starts."""
-        return None  # most kinds need nothing beyond their Python dependencies
+        """Checks that need this machine (frameworks present, capabilities) before any work starts."""
+        from trtpipe.backends._imports import check_available
+
+        check_available(*self.requires, why=f"needed by '{self.kind}' stages")
 
     @abc.abstractmethod
     def run(self, ctx: StageContext) -> dict[str, Path]:

@@ -113,6 +113,11 @@ class Build(Stage):
                 "provider": "CPUExecutionProvider", "cpu": hw.get("cpu"), "isa": hw.get("isa")}
 
     def preflight(self, params: dict[str, Any]) -> None:
+        from trtpipe.backends._imports import check_available
+
+        check_available("onnx", why="trtpipe reads every model as ONNX")
+        if params["precision"] == "fp16":
+            check_available("onnxconverter_common", why="fp16 conversion")
         backend = resolve_backend(params)
         if backend == "tensorrt":
             from trtpipe.backends import tensorrt

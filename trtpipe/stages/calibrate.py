@@ -23,6 +23,7 @@ from trtpipe.stages.common import as_onnx, data_files, onnx_inputs
 class Calibrate(Stage):
     kind = "calibrate"
     VERSION = 1
+    requires = ("onnx", "onnxruntime")
     roles = {"model": Role((ONNX, UFF))}
     outputs = {"table": CALIBRATION, "trt_cache": CALIBRATION}
 

@@ -15,6 +15,7 @@ from trtpipe.stages.common import graph_and_signature
 class ToOnnx(Stage):
     kind = "onnx"
     VERSION = 1
+    requires = ("tensorflow", "tf2onnx", "onnx")
     roles = {"graph": Role((FROZEN,))}
     outputs = {"model": ONNX, "report": REPORT}
 
@@ -36,6 +37,7 @@ class ToOnnx(Stage):
 class ToUff(Stage):
     kind = "uff"
     VERSION = 1
+    requires = ("tensorflow",)
     roles = {"graph": Role((FROZEN,))}
     outputs = {"model": UFF}
 

@@ -14,6 +14,7 @@ from trtpipe.stages.base import FROZEN, KERAS, SIGNATURE, Role, Stage, StageCont
 class Freeze(Stage):
     kind = "freeze"
     VERSION = 1
+    requires = ("tensorflow",)
     roles = {"model": Role((KERAS, FROZEN))}
     outputs = {"graph": FROZEN, "signature": SIGNATURE}
 

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 class Verify(Stage):
     kind = "verify-roundtrip"
     VERSION = 1
+    requires = ("tensorflow",)  # + the engine's runtime, checked when it is opened
     roles = {"engine": Role((RELEASE,)), "reference": Role((FROZEN,))}
     outputs = {"report": REPORT}
 
