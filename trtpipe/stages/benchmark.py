@@ -105,7 +105,8 @@ def _runner(path: Path, meta: dict[str, Any]) -> Any:
         return lambda feeds: tensorrt.run_engine(path, feeds)
     from trtpipe.backends import onnxruntime as ort_backend
 
-    return ort_backend.Engine(path).run
+    threads = (meta.get("build_params") or {}).get("intra_op_threads")  # the engine's declared threading
+    return ort_backend.Engine(path, intra_op_threads=threads).run
 
 
 def _bind(run: Any, samples: dict[str, np.ndarray], batch: int) -> Any:

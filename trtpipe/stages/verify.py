@@ -130,7 +130,7 @@ def _open_engine(path: Path, meta: dict[str, Any]) -> Any:
         return lambda feeds: tensorrt.run_engine(path, feeds)
     from trtpipe.backends import onnxruntime as ort_backend
 
-    engine = ort_backend.Engine(path)
+    engine = ort_backend.Engine(path, intra_op_threads=(meta.get("build_params") or {}).get("intra_op_threads"))
     return engine.run
 
 
