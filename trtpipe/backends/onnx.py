@@ -12,6 +12,7 @@ import collections
 import contextlib
 import io
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,7 @@ def tf_to_onnx(pb_path: Path, signature: dict[str, Any], out_path: Path, *, opse
                                        "failing op in the model", path=str(pb_path)) from exc
     _check_supported(model, pb_path, errors)
     _set_dynamic_dims(model, signature)
+    _canonical_names(model)
     model.producer_name = "trtpipe+tf2onnx"
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -90,6 +92,68 @@ def tf_to_onnx(pb_path: Path, signature: dict[str, Any], out_path: Path, *, opse
     return {"opset": _main_opset(model), "nodes": len(model.graph.node), "ops": hist,
             "tf2onnx": str(tf2onnx.__version__), "onnx": str(onnx.__version__),
             "inputs": _value_infos(model.graph.input), "outputs": _value_infos(model.graph.output)}
+
+
+_COUNTER = re.compile(r"^(.*?)__\d+$")
+
+
+def _canonical_names(model: Any) -> None:
+    """Make tf2onnx's output byte-reproducible: stable node and initializer names and order.
+
+    tf2onnx numbers the constants it creates from a process-wide counter, deduplicates equal ones
+    keeping an arbitrary copy's name, and emits them in an order that varies from run to run, so
+    the same frozen graph gave different ONNX bytes (and every downstream stage a new key). Each
+    initializer is renamed ``<first consumer node>/in<slot>`` and emitted in order of first use.
+    """
+    # Nodes tf2onnx created get counter-numbered names ("Transpose__222"): number them by position.
+    tensor_rename: dict[str, str] = {}
+    graph_io = {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
+    for index, node in enumerate(model.graph.node):
+        m = _COUNTER.match(node.name)
+        if not m:
+            continue
+        new_name = f"{m.group(1)}__n{index}"
+        for j, out in enumerate(node.output):
+            if out.startswith(node.name) and out not in graph_io:
+                tensor_rename[out] = new_name + out[len(node.name):]
+                node.output[j] = tensor_rename[out]
+        node.name = new_name
+    for node in model.graph.node:
+        for j, name in enumerate(node.input):
+            if name in tensor_rename:
+                node.input[j] = tensor_rename[name]
+    for vi in model.graph.value_info:
+        vi.name = tensor_rename.get(vi.name, vi.name)
+
+    inits = {i.name: i for i in model.graph.initializer}
+    order: list[str] = []
+    first_use: dict[str, str] = {}
+    for node in model.graph.node:
+        for slot, name in enumerate(node.input):
+            if name in inits and name not in first_use:
+                order.append(name)
+                first_use[name] = f"{node.name}/in{slot}"
+    order += sorted(n for n in inits if n not in first_use)
+    taken = set(inits) | {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    rename: dict[str, str] = {}
+    for name in order:
+        # tf2onnx deduplicates equal constants and keeps whichever copy's name survived: name every
+        # initializer by its first consumer instead, which the (stable) node list fixes.
+        if name in first_use and first_use[name] not in taken:
+            rename[name] = first_use[name]
+            taken.add(first_use[name])
+    for node in model.graph.node:
+        for j, name in enumerate(node.input):
+            if name in rename:
+                node.input[j] = rename[name]
+    for vi in model.graph.value_info:
+        if vi.name in rename:
+            vi.name = rename[vi.name]
+    ordered = [inits[n] for n in order]
+    for init in ordered:
+        init.name = rename.get(init.name, init.name)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(ordered)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from trtpipe.stages.common import graph_and_signature
 @register
 class ToOnnx(Stage):
     kind = "onnx"
-    VERSION = 1
+    VERSION = 2  # 2: canonical (reproducible) node/initializer names
     requires = ("tensorflow", "tf2onnx", "onnx")
     roles = {"graph": Role((FROZEN,))}
     outputs = {"model": ONNX, "report": REPORT}
