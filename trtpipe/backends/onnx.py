@@ -79,7 +79,7 @@ def tf_to_onnx(pb_path: Path, signature: dict[str, Any], out_path: Path, *, opse
                                        "failing op in the model", path=str(pb_path)) from exc
     _check_supported(model, pb_path, errors)
     _set_dynamic_dims(model, signature)
-    _canonical_names(model)
+    canonicalize_names(model)
     model.producer_name = "trtpipe+tf2onnx"
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -94,30 +94,34 @@ def tf_to_onnx(pb_path: Path, signature: dict[str, Any], out_path: Path, *, opse
             "inputs": _value_infos(model.graph.input), "outputs": _value_infos(model.graph.output)}
 
 
-_COUNTER = re.compile(r"^(.*?)__\d+$")
+_COUNTER = re.compile(r"^(?P<base>.*?)(?P<sep>__|_token_)\d+(?P<port>:\d+)?$")
 
 
-def _canonical_names(model: Any) -> None:
-    """Make tf2onnx's output byte-reproducible: stable node and initializer names and order.
+def canonicalize_names(model: Any, *, all_nodes: bool = False) -> None:
+    """Make a converter's or optimizer's output byte-reproducible: stable names and order.
 
-    tf2onnx numbers the constants it creates from a process-wide counter, deduplicates equal ones
-    keeping an arbitrary copy's name, and emits them in an order that varies from run to run, so
-    the same frozen graph gave different ONNX bytes (and every downstream stage a new key). Each
-    initializer is renamed ``<first consumer node>/in<slot>`` and emitted in order of first use.
+    tf2onnx numbers the nodes and constants it creates from a process-wide counter, deduplicates
+    equal constants keeping an arbitrary copy's name and emits initializers in a varying order;
+    ONNX Runtime's layout optimizer names its nodes ``..._token_<n>`` the same way. So the same
+    input gave different bytes (and every downstream stage a new key). Counter-numbered nodes and
+    tensors are renumbered by their position in the (stable) node list, each initializer is
+    renamed ``<first consumer node>/in<slot>``, and initializers are emitted in order of first use.
+    Graph input and output names are never changed. ``all_nodes`` numbers every node (ONNX
+    Runtime sometimes gives an inserted node a bare name, sometimes a counter-suffixed one).
     """
-    # Nodes tf2onnx created get counter-numbered names ("Transpose__222"): number them by position.
-    tensor_rename: dict[str, str] = {}
     graph_io = {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
+    tensor_rename: dict[str, str] = {}
     for index, node in enumerate(model.graph.node):
         m = _COUNTER.match(node.name)
-        if not m:
-            continue
-        new_name = f"{m.group(1)}__n{index}"
+        if all_nodes:
+            node.name = f"{m.group('base') if m else node.name}__n{index}"
+        elif m:
+            node.name = f"{m.group('base')}{m.group('sep')}n{index}"
         for j, out in enumerate(node.output):
-            if out.startswith(node.name) and out not in graph_io:
-                tensor_rename[out] = new_name + out[len(node.name):]
+            mo = _COUNTER.match(out)
+            if mo and out not in graph_io:
+                tensor_rename[out] = f"{mo.group('base')}{mo.group('sep')}t{index}.{j}{mo.group('port') or ''}"
                 node.output[j] = tensor_rename[out]
-        node.name = new_name
     for node in model.graph.node:
         for j, name in enumerate(node.input):
             if name in tensor_rename:
@@ -134,11 +138,9 @@ def _canonical_names(model: Any) -> None:
                 order.append(name)
                 first_use[name] = f"{node.name}/in{slot}"
     order += sorted(n for n in inits if n not in first_use)
-    taken = set(inits) | {o for n in model.graph.node for o in n.output} | {i.name for i in model.graph.input}
+    taken = set(inits) | {o for n in model.graph.node for o in n.output} | graph_io
     rename: dict[str, str] = {}
     for name in order:
-        # tf2onnx deduplicates equal constants and keeps whichever copy's name survived: name every
-        # initializer by its first consumer instead, which the (stable) node list fixes.
         if name in first_use and first_use[name] not in taken:
             rename[name] = first_use[name]
             taken.add(first_use[name])
@@ -147,8 +149,7 @@ def _canonical_names(model: Any) -> None:
             if name in rename:
                 node.input[j] = rename[name]
     for vi in model.graph.value_info:
-        if vi.name in rename:
-            vi.name = rename[vi.name]
+        vi.name = rename.get(vi.name, vi.name)
     ordered = [inits[n] for n in order]
     for init in ordered:
         init.name = rename.get(init.name, init.name)

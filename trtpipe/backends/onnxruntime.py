@@ -69,7 +69,7 @@ def build(onnx_path: Path, out_path: Path, *, max_batch: int,
     """Optimize ``onnx_path`` with ORT and write the engine to ``out_path`` (atomic); return a report."""
     ort = require("onnxruntime")
     onnx = require("onnx")
-    from trtpipe.backends.onnx import load_model, op_histogram
+    from trtpipe.backends.onnx import canonicalize_names, load_model, op_histogram
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
@@ -90,6 +90,7 @@ def build(onnx_path: Path, out_path: Path, *, max_batch: int,
             optimized = onnx.load_model_from_string(fh.read())
     finally:
         os.unlink(tmp)
+    canonicalize_names(optimized, all_nodes=True)  # ORT's optimizers name nodes from counters: same input, same bytes
     props = {MAX_BATCH_KEY: str(max_batch), "trtpipe.optimization_level": optimization_level,
              "trtpipe.onnxruntime": str(ort.__version__), **(metadata or {})}
     existing = {p.key: p for p in optimized.metadata_props}

@@ -70,7 +70,7 @@ def resolve_backend(params: dict[str, Any]) -> str:
 @register
 class Build(Stage):
     kind = "build"
-    VERSION = 1
+    VERSION = 2  # 2: reproducible ORT engine bytes (canonical names)
     roles = {"model": Role((ONNX, UFF)), "calibration": Role((CALIBRATION,), optional=True)}
     outputs = {"engine": ENGINE, "report": REPORT}
 
