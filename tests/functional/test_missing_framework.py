@@ -15,9 +15,9 @@ from trtpipe_testkit import subprocess_env, write_pipeline
 
 
 def _run_without(module: str, pipeline: Path) -> subprocess.CompletedProcess[bytes]:
-    code = ("import sys; sys.modules[%r] = None\n"
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
             "import trtpipe.cli\n"
-            "sys.exit(trtpipe.cli.main(['run', %r]))" % (module, str(pipeline)))
+            f"sys.exit(trtpipe.cli.main(['run', {str(pipeline)!r}]))")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, env=subprocess_env(),
                           cwd=pipeline.parent, timeout=600)
 
