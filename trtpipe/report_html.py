@@ -265,7 +265,7 @@ def format_console_table(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> A
     """A ``rich.table.Table`` of a benchmark's sweep: the seed's columns, one row per series × batch."""
     table_mod = require("rich.table")
     table = table_mod.Table(title="benchmark")
-    for head in ("series", "batch", "mean ms", "median ms", "p99 ms", "throughput/s", "RSS MiB",
+    for head in ("series", "batch", "mean ms", "median ms", "p99 ms", "cv", "throughput/s", "RSS MiB",
                  "precision", "vs TF"):
         table.add_column(head, justify="left" if head in ("series", "precision") else "right")
     ups = speedups(series)
@@ -274,7 +274,10 @@ def format_console_table(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> A
             sp = ups[label].get(int(p["batch"]))
             rss = _rss_mib(p)
             table.add_row(label, str(p["batch"]), f"{p['mean_ms']:.3f}", f"{p['median_ms']:.3f}",
-                          f"{p['p99_ms']:.3f}", f"{p['throughput']:.1f}",
+                          f"{p['p99_ms']:.3f}",
+                          # a noisy point (cv > 10 %) is flagged: compare it with care
+                          f"{p.get('cv', 0.0):.0%}" + (" noisy" if p.get("noisy") else ""),
+                          f"{p['throughput']:.1f}",
                           "—" if rss is None else f"{rss:.0f}", precision_of(label, p),
                           "—" if sp is None else f"{sp:.2f}×")
     return table
