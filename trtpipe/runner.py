@@ -214,13 +214,14 @@ class Runner:
     def _one(self, spec: StageSpec, results: dict[str, StageResult], stop: bool) -> StageResult:
         res = StageResult(name=spec.name, kind=spec.kind, status="skipped", upstream=list(spec.upstream))
         bad_up = [u for u in spec.upstream if results.get(u) is None or results[u].status in ("failed", "skipped", "stale")]
-        if stop:
-            res.reason = "not run: an earlier stage failed (use --keep-going to run independent stages)"
-        elif bad_up:
+        if bad_up:
             up = results.get(bad_up[0])
             state = up.status if up else "skipped"
             res.status = "stale" if state == "stale" else "skipped"
-            res.reason = f"upstream '{bad_up[0]}' {'would rebuild' if state == 'stale' else 'did not complete'}"
+            res.reason = f"upstream '{bad_up[0]}' " + {"stale": "would rebuild", "failed": "failed"}.get(
+                state, "did not complete")
+        elif stop:
+            res.reason = "not run: an earlier stage failed (use --keep-going to run independent stages)"
         if res.reason:
             self.reporter.on_end(res)
             return res
