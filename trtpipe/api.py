@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trtpipe import config, pipeline
-from trtpipe.errors import ConfigError, StageFailed
+from trtpipe.errors import ConfigError
 from trtpipe.runner import Reporter, Runner, RunResult
 from trtpipe.store import Store
 
@@ -65,10 +65,3 @@ def status(path: str | Path, *, targets: list[str] | None = None) -> RunResult:
     runner = Runner(p, open_store(p, create=False), None, plan=True)
     return runner.run(_selection(p, targets))
 
-
-def raise_for(result: RunResult) -> None:
-    """Raise ``StageFailed`` when a run did not succeed (for library users who want exceptions)."""
-    failed = [s for s in result.stages if s.status in ("failed", "stale")]
-    if failed:
-        s = failed[0]
-        raise StageFailed(f"stage {s.name} {s.status}: {s.error or s.reason}", hint=s.hint, stage=s.name)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from trtpipe import api
-from trtpipe.errors import ConfigError, InvalidArtifact
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_BACKEND = 0, 1, 2, 3
 
@@ -132,5 +131,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"report: {path}")
     return EXIT_OK
 
-
-__all__ = ["ConfigError", "InvalidArtifact"]

@@ -91,8 +91,9 @@ def _capture(log_path: Path) -> Iterator[logging.Logger]:
     sys.stdout.flush()
     sys.stderr.flush()
     fh = open(log_path, "ab", buffering=0)
+    text = open(log_path, "a", encoding="utf-8", errors="replace", buffering=1)
     saved = [os.dup(1), os.dup(2)]
-    handler = logging.StreamHandler(open(log_path, "a", encoding="utf-8", errors="replace"))
+    handler = logging.StreamHandler(text)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     old_level = root.level
@@ -102,12 +103,11 @@ def _capture(log_path: Path) -> Iterator[logging.Logger]:
     try:
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
-        sys.stdout = sys.stderr = open(log_path, "a", encoding="utf-8", errors="replace", buffering=1)
+        sys.stdout = sys.stderr = text
         yield logging.getLogger("trtpipe.stage")
     finally:
         with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stdout.close()
+            text.flush()
         sys.stdout, sys.stderr = old_streams
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
@@ -116,6 +116,7 @@ def _capture(log_path: Path) -> Iterator[logging.Logger]:
         root.removeHandler(handler)
         root.setLevel(old_level)
         handler.close()
+        text.close()
         fh.close()
 
 

@@ -122,13 +122,9 @@ def canonicalize_names(model: Any, *, all_nodes: bool = False) -> None:
             if mo and out not in graph_io:
                 tensor_rename[out] = f"{mo.group('base')}{mo.group('sep')}t{index}.{j}{mo.group('port') or ''}"
                 node.output[j] = tensor_rename[out]
-    for node in model.graph.node:
-        for j, name in enumerate(node.input):
-            if name in tensor_rename:
-                node.input[j] = tensor_rename[name]
-    for vi in model.graph.value_info:
-        vi.name = tensor_rename.get(vi.name, vi.name)
 
+    # Initializers feed nodes but are never node outputs, so their names are independent of the
+    # tensor renames above; both maps are applied to node inputs and value_info in one pass below.
     inits = {i.name: i for i in model.graph.initializer}
     order: list[str] = []
     first_use: dict[str, str] = {}
@@ -139,11 +135,12 @@ def canonicalize_names(model: Any, *, all_nodes: bool = False) -> None:
                 first_use[name] = f"{node.name}/in{slot}"
     order += sorted(n for n in inits if n not in first_use)
     taken = set(inits) | {o for n in model.graph.node for o in n.output} | graph_io
-    rename: dict[str, str] = {}
+    init_rename: dict[str, str] = {}
     for name in order:
         if name in first_use and first_use[name] not in taken:
-            rename[name] = first_use[name]
+            init_rename[name] = first_use[name]
             taken.add(first_use[name])
+    rename = {**tensor_rename, **init_rename}
     for node in model.graph.node:
         for j, name in enumerate(node.input):
             if name in rename:
@@ -152,7 +149,7 @@ def canonicalize_names(model: Any, *, all_nodes: bool = False) -> None:
         vi.name = rename.get(vi.name, vi.name)
     ordered = [inits[n] for n in order]
     for init in ordered:
-        init.name = rename.get(init.name, init.name)
+        init.name = init_rename.get(init.name, init.name)
     del model.graph.initializer[:]
     model.graph.initializer.extend(ordered)
 

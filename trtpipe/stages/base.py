@@ -44,7 +44,6 @@ class Role:
 
     accepts: tuple[str, ...]
     many: bool = False
-    optional: bool = False
 
 
 @dataclass

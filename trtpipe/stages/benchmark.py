@@ -30,7 +30,7 @@ class Benchmark(Stage):
     kind = "benchmark"
     VERSION = 1
     requires = ("matplotlib",)  # + the engines' runtimes, checked when they are opened
-    roles = {"engines": Role((RELEASE,), many=True), "reference": Role((FROZEN,), optional=True)}
+    roles = {"engines": Role((RELEASE,), many=True), "reference": Role((FROZEN,))}
     outputs = {"results": REPORT, "table": REPORT, "plot": REPORT}
     cacheable = False
 

@@ -18,7 +18,7 @@ from trtpipe.backends.fingerprint import framework_versions, hardware
 from trtpipe.errors import BackendUnavailable, ConfigError
 from trtpipe.fsutil import atomic_write_json
 from trtpipe.stages.base import CALIBRATION, ENGINE, ONNX, REPORT, UFF, Role, Stage, StageContext, register
-from trtpipe.stages.common import as_onnx, onnx_inputs, read_json
+from trtpipe.stages.common import as_onnx, model_path, onnx_inputs, read_json
 
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
@@ -71,7 +71,7 @@ def resolve_backend(params: dict[str, Any]) -> str:
 class Build(Stage):
     kind = "build"
     VERSION = 2  # 2: reproducible ORT engine bytes (canonical names)
-    roles = {"model": Role((ONNX, UFF)), "calibration": Role((CALIBRATION,), optional=True)}
+    roles = {"model": Role((ONNX, UFF)), "calibration": Role((CALIBRATION,))}  # wired by pipeline.build
     outputs = {"engine": ENGINE, "report": REPORT}
 
     def check(self, params: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
@@ -197,8 +197,7 @@ class Build(Stage):
         cal_cache = ctx.one("calibration").file("trt_cache") if "calibration" in ctx.inputs else None
         intent = trt_intent(p, model_in.artifact, cal_cache)
         native_uff = model_in.artifact == "uff" and trt_plan.detect_era(str(trt.__version__)) == "8.6"
-        model = (model_in.file("model") if model_in.stage else model_in.path) if native_uff else as_onnx(model_in, ctx.scratch.parent)
-        assert model is not None
+        model = model_path(model_in) if native_uff else as_onnx(model_in, ctx.scratch.parent)
         precision_models: dict[str, str] = {}
         if not native_uff and p["precision"] != "fp32" and trt_plan.detect_era(str(trt.__version__)) == "11":
             # TensorRT 11 is strongly typed: the precision lives in the model trtpipe converts.
